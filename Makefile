@@ -1,0 +1,41 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_DATA := data/demo/galaxies
+
+.PHONY: install demo test lint pytest bench clean
+
+# torch first, pinned: on these machines 2.13.0 is a local CPU build; an unpinned torch would
+# pull gigabytes of CUDA packages. The project's own `torch>=...` is then already satisfied.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DEMO_DATA)/truth.csv: | $(STAMP)
+	$(BIN)/pipeline synth galaxies $(DEMO_DATA) --count 200 --seed 0
+
+demo: $(STAMP) $(DEMO_DATA)/truth.csv
+	$(BIN)/pipeline run jobs/demo.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline tests benchmarks
+	$(BIN)/ruff format --check pipeline tests benchmarks
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest
+
+test: lint pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf runs data/demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

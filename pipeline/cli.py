@@ -1,0 +1,431 @@
+"""The ``pipeline`` command line. The only module that prints.
+
+Exit codes: 0 done, 1 a stage failed (its error is in the manifest and on stderr), 2 a bad job
+spec, bad sources or bad usage (nothing was run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from pipeline.errors import (
+    CollectionMismatchError,
+    IngestError,
+    JobSpecError,
+    PipelineError,
+    SourceError,
+    StageError,
+    StoreError,
+)
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Bars:
+    """A :data:`pipeline.progress.ProgressFn` drawing one tqdm bar per label on stderr."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(label)
+        if bar is None:
+            bar = self.bars[label] = tqdm(total=total, desc=label, unit="task", file=sys.stderr)
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _err(msg: str) -> None:
+    print(f"pipeline: error: {msg}", file=sys.stderr)
+
+
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cluster (default: an embedded local cluster sized to this machine)")
+    g.add_argument("--workers", type=int, help="local worker processes")
+    g.add_argument("--threads-per-worker", type=int, help="threads per local worker")
+    g.add_argument("--memory-limit", help="memory limit per local worker, e.g. 4GB")
+    g.add_argument(
+        "--dashboard-address", help="where the local dashboard listens (default :8787; :0 = any)"
+    )
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="use a running scheduler instead: tcp://host:port or tls://host:port",
+    )
+    g.add_argument("--tls-ca-file", help="CA certificate for a tls:// scheduler")
+    g.add_argument("--tls-cert", help="client certificate for a tls:// scheduler")
+    g.add_argument("--tls-key", help="client key for a tls:// scheduler")
+    g.add_argument(
+        "--performance-report",
+        metavar="PATH",
+        help="save Dask's HTML performance report of the run here",
+    )
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug) on stderr"
+    )
+
+
+def _cluster_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Any:
+    from pipeline.runtime import ClusterConfig
+
+    cfg = dict(base or {})
+    for key in (
+        "workers",
+        "threads_per_worker",
+        "memory_limit",
+        "dashboard_address",
+        "tls_ca_file",
+        "tls_cert",
+        "tls_key",
+    ):
+        value = getattr(args, key, None)
+        if value is not None:
+            cfg[key] = value
+    if args.scheduler:
+        cfg.update(kind="address", address=args.scheduler)
+    return ClusterConfig.model_validate(cfg)
+
+
+def _parse_shape(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--shape {text!r}: expected HEIGHTxWIDTH, e.g. 424x424"
+        ) from None
+    return h, w
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pipeline",
+        description="Dask-native batch processing of scientific image collections.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "ingest",
+        help="image files -> a chunked, labelled Zarr run store",
+        description="Ingest image files (JPEG, PNG, TIFF, FITS) into a run "
+        "store. Bad files are quarantined and the run goes on; an interrupted "
+        "ingest resumes when run again.",
+    )
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="folders (searched recursively), globs, image files, or a CSV/Parquet "
+        "manifest with a `path` column and metadata columns",
+    )
+    p.add_argument("--store", required=True, help="run store folder or fsspec URL")
+    p.add_argument(
+        "--mode",
+        choices=["keep", "gray", "rgb"],
+        default="keep",
+        help="channel conversion (default keep: mixed gray/RGB is an error)",
+    )
+    p.add_argument(
+        "--shape-policy",
+        choices=["error", "quarantine", "resize", "pad"],
+        default="error",
+        help="images of another size: stop (default), set aside, resize, or pad",
+    )
+    p.add_argument(
+        "--shape",
+        type=_parse_shape,
+        metavar="HxW",
+        help="target size for resize/pad (default: most common / largest)",
+    )
+    p.add_argument(
+        "--chunk-mb",
+        type=float,
+        default=32.0,
+        help="uncompressed size of one chunk of whole images (default 32)",
+    )
+    p.add_argument(
+        "--compression-level",
+        type=int,
+        default=1,
+        help="zstd level, 1 (fast) to 22 (small); default 1",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a different collection already in the store",
+    )
+    _add_cluster_options(p)
+    _add_common(p)
+
+    p = sub.add_parser(
+        "run",
+        help="run a job spec (resumable)",
+        description="Run the stages of a job spec in order. A stage already "
+        "complete with the same configuration is skipped.",
+    )
+    p.add_argument("job", help="job spec YAML file")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="override a parameter: STAGE.PARAM=VALUE, input.X=V, cluster.X=V, "
+        "seed=N (repeatable; VALUE is YAML)",
+    )
+    p.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="redo this stage even if complete (repeatable)",
+    )
+    _add_cluster_options(p)
+    _add_common(p)
+
+    p = sub.add_parser("validate", help="check a job spec without running it")
+    p.add_argument("job", help="job spec YAML file")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="override a parameter, as for `run`",
+    )
+
+    p = sub.add_parser("status", help="what a run store holds: stages, counts, quarantine")
+    p.add_argument("store", help="run store folder or fsspec URL")
+
+    p = sub.add_parser("report", help="write report/index.html for a run store")
+    p.add_argument("store", help="run store folder or fsspec URL")
+    p.add_argument("--montage-images", type=int, default=16, help="images in the sample montage")
+    p.add_argument("--seed", type=int, default=0, help="seed choosing the montage sample")
+    _add_common(p)
+
+    p = sub.add_parser("synth", help="generate synthetic data with known truth")
+    synth = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    g = synth.add_parser("galaxies", help="Galaxy-Zoo-like RGB JPEG cutouts and truth.csv")
+    g.add_argument("out", help="output folder")
+    g.add_argument("--count", type=int, default=200, help="number of images (default 200)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--size", type=int, default=424, help="image side in pixels (default 424)")
+    return parser
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    # Dask's own loggers are chatty at INFO (every worker start and stop): show them with -vv.
+    # distributed sets its levels when first imported, so import it before overriding them.
+    import distributed  # noqa: F401
+
+    for name in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(level if verbose >= 2 else logging.ERROR)
+
+
+def _print_summary(summary: Any) -> None:
+    for name in summary.skipped:
+        print(f"  {name}: already complete, skipped")
+    for name in summary.ran:
+        counts = ", ".join(f"{k} {v}" for k, v in summary.counts[name].items())
+        print(f"  {name}: done in {summary.seconds[name]:.1f} s ({counts})")
+
+
+def _cmd_run(args: argparse.Namespace, job: Any) -> int:
+    from pipeline.runner import run_job
+    from pipeline.store import RunStore
+
+    cluster = _cluster_config(args, job.spec.cluster.model_dump(exclude_unset=True))
+    bars = _Bars(args.quiet)
+    store = RunStore(job.spec.store)
+
+    def announce(client: Any) -> None:
+        print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+
+    try:
+        summary = run_job(
+            job,
+            cluster=cluster,
+            force=args.force,
+            progress=bars,
+            performance_report=args.performance_report,
+            on_start=announce,
+        )
+    except StageError as exc:
+        bars.close()
+        _err(
+            f"{exc}\n  (recorded in {store.path('manifest.json')}; fix it and run again: "
+            "completed stages are skipped)"
+        )
+        return EXIT_FAILED
+    finally:
+        bars.close()
+    print(f"Job {job.spec.name!r} complete: {store.url}")
+    _print_summary(summary)
+    if store.exists("report/index.html"):
+        print(f"Report: {store.path('report/index.html')}")
+    return EXIT_OK
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from pipeline.jobs import build_job
+
+    spec: dict[str, Any] = {
+        "name": "ingest",
+        "store": args.store,
+        "input": {
+            "sources": args.sources,
+            "mode": args.mode,
+            "shape_policy": args.shape_policy,
+            "chunk_mb": args.chunk_mb,
+            "compression_level": args.compression_level,
+            "overwrite": args.overwrite,
+        },
+    }
+    if args.shape:
+        spec["input"]["shape"] = list(args.shape)
+    job = build_job(spec, "<command line>")
+    args.force = []
+    code = _cmd_run(args, job)
+    if code == EXIT_OK:
+        from pipeline.manifest import load_manifest
+        from pipeline.store import RunStore
+
+        store = RunStore(args.store)
+        m = load_manifest(store)
+        col = m.collection or {}
+        shape = "x".join(map(str, col.get("shape", [])))
+        print(
+            f"Ingested {col.get('images')} images ({shape} {col.get('dtype')}) into "
+            f"{store.zarr_url}; {len(m.quarantine)} quarantined"
+            + (f" (see `pipeline status {args.store}`)" if m.quarantine else "")
+        )
+    return code
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from pipeline.manifest import load_manifest
+    from pipeline.store import RunStore
+
+    store = RunStore(args.store)
+    if not store.exists("manifest.json"):
+        raise StoreError(f"{store.url} is not a run store (no manifest.json)")
+    m = load_manifest(store)
+    print(f"Run store {store.url}")
+    if m.job:
+        print(f"Job: {m.job.get('name')}")
+    planned = []
+    if m.job:
+        planned = (["ingest"] if m.job.get("input") is not None else []) + [
+            s.get("name") or s.get("stage") for s in m.job.get("stages", [])
+        ]
+    names = list(dict.fromkeys([*planned, *m.stages]))
+    for name in names:
+        rec = m.stages.get(name)
+        if rec is None:
+            print(f"  {name:<16} pending")
+            continue
+        counts = ", ".join(f"{k} {v}" for k, v in rec.counts.items())
+        secs = f"{rec.seconds:.1f} s" if rec.seconds is not None else ""
+        line = f"  {name:<16} {rec.status:<8} {secs:>9}  {counts}"
+        print(line + (f"\n    error: {rec.error}" if rec.error else ""))
+    col = m.collection
+    if col:
+        print(
+            f"Collection: {col.get('images')} images, shape {col.get('shape')}, "
+            f"{col.get('dtype')}, {col.get('status')}"
+        )
+    print(f"Quarantined: {len(m.quarantine)}")
+    for q in m.quarantine[:20]:
+        print(f"  {q.path}: {q.reason}")
+    if len(m.quarantine) > 20:
+        print(f"  ... and {len(m.quarantine) - 20} more (tables/quarantine.parquet)")
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.report import ReportParams, write_report
+    from pipeline.store import RunStore
+
+    store = RunStore(args.store)
+    if not store.exists("manifest.json"):
+        raise StoreError(f"{store.url} is not a run store (no manifest.json)")
+    path = write_report(store, ReportParams(montage_images=args.montage_images), seed=args.seed)
+    print(f"Report: {path}")
+    return EXIT_OK
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from pipeline.synth import generate_galaxies
+
+    truth = generate_galaxies(args.out, count=args.count, seed=args.seed, size=args.size)
+    print(f"Wrote {len(truth)} images and truth.csv to {args.out}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pipeline`` console script; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(getattr(args, "verbose", 0))
+    try:
+        if args.command == "ingest":
+            return _cmd_ingest(args)
+        if args.command in ("run", "validate"):
+            from pipeline.jobs import load_job
+
+            job = load_job(args.job, args.overrides)
+            if args.command == "validate":
+                steps = ", ".join(s.name for s in job.steps) or "none"
+                print(f"{args.job}: valid (steps: {steps}; store: {job.spec.store})")
+                return EXIT_OK
+            return _cmd_run(args, job)
+        if args.command == "status":
+            return _cmd_status(args)
+        if args.command == "report":
+            return _cmd_report(args)
+        return _cmd_synth(args)
+    except JobSpecError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except (SourceError, CollectionMismatchError, IngestError, StoreError) as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except ValidationError as exc:  # command-line cluster options
+        _err(str(exc))
+        return EXIT_USAGE
+    except PipelineError as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _err("interrupted; run the same command again to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Exceptions raised by pipeline.
+
+Every class also subclasses the builtin that describes the failure (as zarr-python does), so
+callers can catch either. Messages name the bad value, what was expected and what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CollectionMismatchError",
+    "ImageDecodeError",
+    "IngestError",
+    "JobSpecError",
+    "PipelineError",
+    "SourceError",
+    "StageError",
+    "StoreError",
+]
+
+
+class PipelineError(Exception):
+    """Base class of every error pipeline raises on purpose."""
+
+
+class SourceError(PipelineError, ValueError):
+    """The input sources of an ingest are missing, empty or malformed (bad spec: exit 2)."""
+
+
+class IngestError(PipelineError, ValueError):
+    """The collection cannot be ingested as asked, e.g. mixed shapes under policy ``error``."""
+
+
+class ImageDecodeError(PipelineError, ValueError):
+    """One input file cannot be read as an image; the file is quarantined, the run goes on."""
+
+
+class StoreError(PipelineError, OSError):
+    """A run store is missing, unreadable, or not a pipeline run store."""
+
+
+class CollectionMismatchError(StoreError):
+    """The output store already holds a different collection."""
+
+
+class JobSpecError(PipelineError, ValueError):
+    """A job spec (or a ``--set`` override) does not validate.
+
+    Parameters
+    ----------
+    problems : list of str
+        One line per problem, each naming the field, its place in the file and the fix.
+    source : str
+        The file (or ``<--set>``) the spec came from.
+    """
+
+    def __init__(self, problems: list[str], source: str = "<job spec>") -> None:
+        self.problems = list(problems)
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid job spec {source}:\n{lines}")
+
+
+class StageError(PipelineError, RuntimeError):
+    """A stage failed while running; the runner records it in the manifest (exit 1)."""

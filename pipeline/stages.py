@@ -1,0 +1,106 @@
+"""Stages: plain functions registered by name, each with a validated parameter model.
+
+A stage is ``func(ctx, params) -> counts``: it reads and writes the run store through
+``ctx.store``, computes on ``ctx.client``, logs through ``ctx.log``, and returns the counts the
+manifest records (``{"images": 1200, ...}``). It declares the store paths it writes, which the
+runner checks before skipping it on resume.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from distributed import Client
+from pydantic import BaseModel
+
+from pipeline.ingest import IngestParams, check_ingest, ingest
+from pipeline.progress import ProgressFn, no_progress
+from pipeline.report import ReportParams, write_report
+from pipeline.store import RunStore
+
+__all__ = ["INGEST", "RunContext", "StageDef", "stage_registry"]
+
+#: Name of the stage a job spec's ``input`` section runs.
+INGEST = "ingest"
+
+
+@dataclass
+class RunContext:
+    """What a stage gets besides its parameters.
+
+    Attributes
+    ----------
+    store : RunStore
+    client : distributed.Client
+    log : logging.Logger
+    seed : int
+        The job's seed; stages derive their random generators from it.
+    progress : ProgressFn
+    """
+
+    store: RunStore
+    client: Client
+    log: logging.Logger
+    seed: int = 0
+    progress: ProgressFn = no_progress
+
+
+@dataclass(frozen=True)
+class StageDef:
+    """A registered stage.
+
+    Attributes
+    ----------
+    name : str
+    func : callable
+        ``func(ctx, params) -> dict[str, int]``.
+    params_model : type of pydantic.BaseModel
+    writes : tuple of str
+        Store paths (relative to the store root) that exist once the stage has completed.
+    summary : str
+        One line for ``pipeline validate`` and the docs.
+    preflight : callable, optional
+        ``preflight(store, params)``: cheap checks run for every pending step before any stage
+        starts (inputs exist, the store can take the output); raises to stop the run.
+    """
+
+    name: str
+    func: Callable[[RunContext, Any], Mapping[str, int]]
+    params_model: type[BaseModel]
+    writes: tuple[str, ...]
+    summary: str
+    preflight: Callable[[RunStore, Any], None] | None = None
+
+
+def _ingest_stage(ctx: RunContext, params: IngestParams) -> dict[str, int]:
+    return ingest(ctx.store, params, ctx.client, progress=ctx.progress).counts()
+
+
+def _report_stage(ctx: RunContext, params: ReportParams) -> dict[str, int]:
+    write_report(ctx.store, params, seed=ctx.seed)
+    return {"montage_images": params.montage_images}
+
+
+def stage_registry() -> dict[str, StageDef]:
+    """Every stage a job spec may name, by name."""
+    stages = [
+        StageDef(
+            INGEST,
+            _ingest_stage,
+            IngestParams,
+            ("store.zarr/images/zarr.json", "tables/images.parquet", "tables/quarantine.parquet"),
+            "image files -> chunked, labelled Zarr collection (the job's `input` section)",
+            preflight=check_ingest,
+        ),
+        StageDef(
+            "report",
+            _report_stage,
+            ReportParams,
+            ("report/index.html",),
+            "static HTML report: stages, timings, counts, quarantine, sample montage",
+        ),
+    ]
+    return {s.name: s for s in stages}

@@ -1,0 +1,122 @@
+"""Every table a run store holds, and what each column means: documented once, here.
+
+Tables live at ``<store>/tables/<name>.parquet`` and are plain Parquet that pandas (or any
+Arrow reader) opens. :func:`write_table` refuses a frame that lacks a documented column, so
+the documentation below cannot drift from what is written.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from pipeline.errors import StoreError
+from pipeline.store import RunStore
+
+__all__ = ["TABLES", "TableSchema", "read_table", "table_exists", "write_table"]
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """A documented table.
+
+    Parameters
+    ----------
+    name : str
+        File stem under ``tables/``.
+    description : str
+        What one row is.
+    columns : mapping of str to str
+        Required columns and their meaning (units where they have one).
+    open_columns : bool
+        Whether further columns may follow (e.g. user metadata columns).
+    """
+
+    name: str
+    description: str
+    columns: Mapping[str, str]
+    open_columns: bool = False
+
+
+TABLES: Mapping[str, TableSchema] = {
+    t.name: t
+    for t in (
+        TableSchema(
+            name="images",
+            description="One row per ingested image, in the order of the `image` dimension.",
+            columns={
+                "image": "position along the `image` dimension of store.zarr (0-based)",
+                "image_id": "identifier: the manifest's `image_id` column, else the file "
+                "stem, else (stems not unique) the path relative to the sources' common folder",
+                "source": "the file the image was read from (absolute path or URL)",
+                "height": "height of the source file in pixels, before any resize or pad",
+                "width": "width of the source file in pixels, before any resize or pad",
+                "channels": "channels of the source file (1 for grayscale)",
+                "format": "decoder used: jpeg, png, tiff or fits",
+            },
+            open_columns=True,  # metadata columns from a CSV/Parquet manifest follow
+        ),
+        TableSchema(
+            name="quarantine",
+            description="One row per input set aside; the run went on without it.",
+            columns={
+                "path": "the file (absolute path or URL)",
+                "reason": "why, in one line",
+                "stage": "the stage that set it aside",
+            },
+        ),
+    )
+}
+
+
+def _schema(name: str) -> TableSchema:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise StoreError(
+            f"unknown table {name!r}; documented tables are: {', '.join(sorted(TABLES))}"
+        ) from None
+
+
+def table_exists(store: RunStore, name: str) -> bool:
+    """Whether ``tables/<name>.parquet`` exists in ``store``."""
+    return store.exists(f"tables/{_schema(name).name}.parquet")
+
+
+def write_table(store: RunStore, name: str, df: pd.DataFrame) -> None:
+    """Write ``df`` as ``tables/<name>.parquet``, atomically.
+
+    Raises
+    ------
+    StoreError
+        If ``name`` is not documented in :data:`TABLES`, or ``df`` lacks a documented column,
+        or has undocumented ones where the table allows none.
+    """
+    schema = _schema(name)
+    missing = [c for c in schema.columns if c not in df.columns]
+    extra = [c for c in df.columns if c not in schema.columns]
+    if missing or (extra and not schema.open_columns):
+        raise StoreError(
+            f"table {name!r}: missing columns {missing}, undocumented columns {extra}; "
+            f"document them in pipeline/tables.py"
+        )
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    store.write_bytes(f"tables/{name}.parquet", buf.getvalue())
+
+
+def read_table(store: RunStore, name: str) -> pd.DataFrame:
+    """Read ``tables/<name>.parquet`` from ``store``.
+
+    Raises
+    ------
+    StoreError
+        If the table has not been written.
+    """
+    rel = f"tables/{_schema(name).name}.parquet"
+    if not store.exists(rel):
+        raise StoreError(f"{store.path(rel)} does not exist; run the stage that writes it first")
+    return pd.read_parquet(io.BytesIO(store.read_bytes(rel)))
