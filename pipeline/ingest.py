@@ -421,8 +421,11 @@ def _existing_matches(
         ]
         what = (
             f"{existing.get('images', '?')} images from {existing.get('n_files', '?')} files; "
-            + (f"options differ: {', '.join(changed)}" if changed else
-               f"the input files differ: {n_files} now")
+            + (
+                f"options differ: {', '.join(changed)}"
+                if changed
+                else f"the input files differ: {n_files} now"
+            )
         )
     raise CollectionMismatchError(
         f"{store.url} already holds a different collection ({what}). Use a new --store, or "
@@ -536,6 +539,7 @@ def ingest(
     params: IngestParams,
     client: Client,
     *,
+    redo: bool = False,
     progress: ProgressFn = no_progress,
 ) -> IngestResult:
     """Ingest image files into ``store`` as the ``images`` array of ``store.zarr``.
@@ -547,6 +551,9 @@ def ingest(
     params : IngestParams
     client : distributed.Client
         Probing and writing run as tasks on its workers.
+    redo : bool
+        Probe and write everything again even if this collection is already (partly) there
+        (``pipeline run --force ingest``).
     progress : ProgressFn
         Receives ``("probe" | "write", done, total)``.
 
@@ -566,7 +573,7 @@ def ingest(
     """
     sources = resolve_sources(params.sources)
     fingerprint = _fingerprint(sources, params)
-    resumable = _existing_matches(store, fingerprint, params, len(sources.files))
+    resumable = _existing_matches(store, fingerprint, params, len(sources.files)) and not redo
     if not resumable and (store.exists("store.zarr") or load_manifest(store).collection):
         _clear_collection(store)
     if resumable and store.has_array("images") and store.exists("tables/images.parquet"):

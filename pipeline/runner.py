@@ -153,6 +153,7 @@ def run_job(
             progress=progress,
         )
         for step in todo:
+            ctx.forced = step.name in force
             _run_step(ctx, step, summary)
     return summary
 

@@ -39,6 +39,8 @@ class RunContext:
     seed : int
         The job's seed; stages derive their random generators from it.
     progress : ProgressFn
+    forced : bool
+        The step runs because of ``--force``: redo it completely rather than resume.
     """
 
     store: RunStore
@@ -46,6 +48,7 @@ class RunContext:
     log: logging.Logger
     seed: int = 0
     progress: ProgressFn = no_progress
+    forced: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class StageDef:
 
 
 def _ingest_stage(ctx: RunContext, params: IngestParams) -> dict[str, int]:
-    return ingest(ctx.store, params, ctx.client, progress=ctx.progress).counts()
+    return ingest(ctx.store, params, ctx.client, redo=ctx.forced, progress=ctx.progress).counts()
 
 
 def _report_stage(ctx: RunContext, params: ReportParams) -> dict[str, int]:

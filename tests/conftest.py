@@ -1,0 +1,92 @@
+"""Shared fixtures: small synthetic images on disk, an in-process Dask client, helpers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import pytest
+import tifffile
+from distributed import Client
+from PIL import Image
+
+
+@pytest.fixture(scope="session")
+def client() -> Iterator[Client]:
+    """An in-process cluster (threads): fast, and enough where dispatch is not under test."""
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0") as c:
+        yield c
+
+
+def smooth_image(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A smooth random image (blobs + mild noise): like real data, unlike white noise."""
+    h, w = shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.zeros((h, w), dtype=np.float64)
+    for _ in range(3):
+        cy, cx, s = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(2, max(3, h / 3))
+        img += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+    img = img / img.max() * 0.8 + rng.uniform(0, 0.2, size=(h, w))
+    if len(shape) == 3:
+        img = np.stack([img * (0.6 + 0.2 * c) for c in range(shape[2])], axis=-1)
+    top = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
+    return (np.clip(img, 0, 1) * top).astype(dtype)
+
+
+def write_image(path: Path, array: np.ndarray) -> Path:
+    """Write ``array`` in the format the suffix names (JPEG, PNG, TIFF)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        tifffile.imwrite(path, array)
+    elif path.suffix.lower() in (".jpg", ".jpeg"):
+        Image.fromarray(array).save(path, quality=92)
+    else:
+        Image.fromarray(array).save(path)
+    return path
+
+
+def make_folder(
+    folder: Path,
+    n: int,
+    shape: tuple[int, ...] = (24, 20, 3),
+    suffix: str = ".png",
+    seed: int = 0,
+    dtype: Any = np.uint8,
+) -> list[np.ndarray]:
+    """``n`` smooth images named img000.png, ... in ``folder``; returns the arrays in order."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for i in range(n):
+        a = smooth_image(rng, shape, dtype)
+        write_image(folder / f"img{i:03d}{suffix}", a)
+        arrays.append(a)
+    return arrays
+
+
+class CountingScheduler:
+    """A Dask scheduler that counts computes and refuses more than ``max_computes``.
+
+    As in xarray's tests: proof that building a graph computes nothing.
+    """
+
+    def __init__(self, max_computes: int = 0) -> None:
+        self.total_computes = 0
+        self.max_computes = max_computes
+
+    def __call__(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        self.total_computes += 1
+        if self.total_computes > self.max_computes:
+            raise RuntimeError(f"too many computes: {self.total_computes} > {self.max_computes}")
+        return dask.get(dsk, keys, **kwargs)
+
+
+@contextlib.contextmanager
+def raise_if_dask_computes(max_computes: int = 0) -> Iterator[CountingScheduler]:
+    """Fail if anything inside the block computes a Dask graph (beyond ``max_computes``)."""
+    scheduler = CountingScheduler(max_computes)
+    with dask.config.set(scheduler=scheduler):
+        yield scheduler
