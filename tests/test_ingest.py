@@ -186,7 +186,7 @@ def test_mode_policies_for_mixed_gray_and_rgb(client: Client, tmp_path: Path) ->
     rng = np.random.default_rng(0)
     write_image(tmp_path / "in" / "a.png", smooth_image(rng, (8, 8, 3), np.uint8))
     write_image(tmp_path / "in" / "b.png", smooth_image(rng, (8, 8), np.uint8))
-    with pytest.raises(IngestError, match="mix channels.*--mode"):
+    with pytest.raises(IngestError, match=r"mix channels.*--mode"):
         _ingest(client, tmp_path / "keep", [tmp_path / "in"])
     _ingest(client, tmp_path / "gray", [tmp_path / "in"], mode="gray")
     assert xr.open_zarr(tmp_path / "gray" / "store.zarr")["images"].shape == (2, 8, 8)

@@ -1,0 +1,73 @@
+"""The command line: what a user sees from ingest, status, report and --help."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from distributed import Client
+
+from pipeline.cli import main
+from tests.conftest import make_folder
+
+
+def test_ingest_prints_a_summary_and_status_lists_quarantine(
+    client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_folder(tmp_path / "in", 4)
+    (tmp_path / "in" / "broken.png").write_text("nope")
+    store = str(tmp_path / "run")
+    code = main(["ingest", str(tmp_path / "in"), "--store", store,
+                 "--scheduler", client.scheduler.address, "-q"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Ingested 4 images (24x20x3 uint8)" in out and "1 quarantined" in out
+
+    assert main(["status", store]) == 0
+    out = capsys.readouterr().out
+    assert "ingest" in out and "done" in out and "images 4" in out
+    assert "Quarantined: 1" in out and "broken.png: not an image" in out
+
+
+def test_report_command_writes_html_with_sections_and_montage(
+    client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_folder(tmp_path / "in", 6)
+    store = tmp_path / "run"
+    main(["ingest", str(tmp_path / "in"), "--store", str(store),
+          "--scheduler", client.scheduler.address, "-q"])
+    assert main(["report", str(store), "--montage-images", "4"]) == 0
+    assert "report/index.html" in capsys.readouterr().out
+    html = (store / "report" / "index.html").read_text()
+    for section in ("Stages", "Collection", "Quarantine", "Sample of images", "Versions"):
+        assert f"<h2>{section}</h2>" in html
+    assert "montage.png" in html
+    png = (store / "report" / "montage.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["status", "{tmp}/nothing"], "not a run store"),
+        (["report", "{tmp}/nothing"], "not a run store"),
+        (["ingest", "{tmp}/missing", "--store", "{tmp}/run"], "does not exist"),
+        (["ingest", "{tmp}", "--store", "{tmp}/run", "--scheduler", "localhost:1"],
+         "must start with tcp:// or tls://"),
+    ],
+)
+def test_bad_usage_exits_2_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str
+) -> None:
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["ingest", "run", "validate", "status", "report", "synth"])
+def test_every_subcommand_explains_itself(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: pipeline" in capsys.readouterr().out

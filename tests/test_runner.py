@@ -1,0 +1,109 @@
+"""The runner: stages in order, skipped when complete, rerun when changed or forced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from distributed import Client
+
+from pipeline.cli import main
+from pipeline.errors import JobSpecError, SourceError, StageError
+from pipeline.jobs import parse_job
+from pipeline.manifest import load_manifest
+from pipeline.runner import run_job
+from pipeline.store import RunStore
+from tests.conftest import make_folder, smooth_image, write_image
+
+SPEC = """\
+name: t
+store: {store}
+input:
+  sources: [{src}]
+  chunk_mb: 0.002
+stages:
+  - stage: report
+    params: {{montage_images: 4}}
+"""
+
+
+def _job(tmp_path: Path, *overrides: str) -> object:
+    text = SPEC.format(store=tmp_path / "run", src=tmp_path / "in")
+    return parse_job(text, "t.yaml", overrides)
+
+
+def test_run_records_every_stage_then_skips_when_complete(client: Client, tmp_path: Path) -> None:
+    make_folder(tmp_path / "in", 5)
+    first = run_job(_job(tmp_path), client=client)  # type: ignore[arg-type]
+    assert first.ran == ["ingest", "report"]
+    m = load_manifest(RunStore(str(tmp_path / "run")))
+    assert {n: r.status for n, r in m.stages.items()} == {"ingest": "done", "report": "done"}
+    assert m.stages["ingest"].counts["images"] == 5
+    assert m.stages["ingest"].seconds is not None and m.stages["ingest"].started
+    assert m.job is not None and m.job["name"] == "t"
+    assert "numpy" in m.versions and "zarr" in m.versions
+    second = run_job(_job(tmp_path), client=client)  # type: ignore[arg-type]
+    assert second.ran == [] and second.skipped == ["ingest", "report"]
+
+
+def test_changed_parameters_rerun_only_that_stage(client: Client, tmp_path: Path) -> None:
+    make_folder(tmp_path / "in", 3)
+    run_job(_job(tmp_path), client=client)  # type: ignore[arg-type]
+    again = run_job(_job(tmp_path, "report.montage_images=2"), client=client)  # type: ignore[arg-type]
+    assert again.ran == ["report"] and again.skipped == ["ingest"]
+
+
+def test_a_missing_output_reruns_the_stage(client: Client, tmp_path: Path) -> None:
+    make_folder(tmp_path / "in", 3)
+    run_job(_job(tmp_path), client=client)  # type: ignore[arg-type]
+    (tmp_path / "run" / "report" / "index.html").unlink()
+    again = run_job(_job(tmp_path), client=client)  # type: ignore[arg-type]
+    assert again.ran == ["report"]
+
+
+def test_force_redoes_a_complete_stage(client: Client, tmp_path: Path) -> None:
+    make_folder(tmp_path / "in", 5)
+    run_job(_job(tmp_path), client=client)  # type: ignore[arg-type]
+    forced = run_job(_job(tmp_path), client=client, force=["ingest"])  # type: ignore[arg-type]
+    assert forced.ran == ["ingest"]
+    assert forced.counts["ingest"]["chunks_written"] == forced.counts["ingest"]["chunks"]
+    with pytest.raises(JobSpecError, match="no step 'ingset'"):
+        run_job(_job(tmp_path), client=client, force=["ingset"])  # type: ignore[arg-type]
+
+
+def test_a_failing_stage_is_recorded_and_earlier_work_kept(
+    client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_folder(tmp_path / "in", 3)
+    run_job(_job(tmp_path), client=client)  # type: ignore[arg-type]
+    # A new image of another size: the ingest's shape policy 'error' stops the stage.
+    odd = smooth_image(np.random.default_rng(0), (9, 9, 3), np.uint8)
+    write_image(tmp_path / "in" / "odd.png", odd)
+    spec = tmp_path / "t.yaml"
+    spec.write_text(SPEC.format(store=tmp_path / "run", src=tmp_path / "in"))
+    with pytest.raises(StageError, match="the images differ in size"):
+        run_job(_job(tmp_path, "input.overwrite=true"), client=client)  # type: ignore[arg-type]
+    m = load_manifest(RunStore(str(tmp_path / "run")))
+    assert m.stages["ingest"].status == "failed"
+    assert "differ in size" in (m.stages["ingest"].error or "")
+    code = main(
+        [
+            "run",
+            str(spec),
+            "--set",
+            "input.overwrite=true",
+            "--scheduler",
+            client.scheduler.address,
+            "-q",
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "stage ingest failed" in err and "manifest.json" in err
+
+
+def test_preflight_stops_before_any_work(client: Client, tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="does not exist"):
+        run_job(_job(tmp_path), client=client)  # type: ignore[arg-type]
+    assert not (tmp_path / "run").exists()
