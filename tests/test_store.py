@@ -81,3 +81,13 @@ def test_tables_are_documented_and_enforced(tmp_path: Path) -> None:
 def test_open_dataset_before_ingest_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="pipeline ingest"):
         RunStore(str(tmp_path)).open_dataset()
+
+
+def test_public_api_names_the_functions_not_the_modules() -> None:
+    import pipeline
+    import pipeline.ingest  # a submodule import must not shadow the function
+
+    assert callable(pipeline.ingest)
+    assert pipeline.ingest.__module__ == "pipeline.ingest"
+    for name in pipeline.__all__:
+        assert getattr(pipeline, name) is not None
