@@ -50,7 +50,10 @@ class ReportParams(BaseModel):
 
 
 def _stretch(img: np.ndarray) -> np.ndarray:
-    # Percentile stretch per image: uint16 and float survey data are unreadable unscaled.
+    # 8-bit images are already display-ready (JPEG cutouts are stretched by the survey);
+    # uint16 and float data are unreadable unscaled, so they get a percentile stretch.
+    if img.dtype == np.uint8:
+        return img / 255.0
     img = img.astype(np.float64)
     finite = img[np.isfinite(img)]
     if finite.size == 0:
@@ -99,7 +102,7 @@ def _table(header: list[str], rows: list[list[Any]], classes: list[str] | None =
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def _stages_section(manifest: Manifest) -> str:
+def _stages_section(manifest: Manifest, current: str | None) -> str:
     planned = [s.get("name") or s.get("stage") for s in (manifest.job or {}).get("stages", [])]
     if manifest.job and manifest.job.get("input") is not None:
         planned = ["ingest", *planned]
@@ -113,8 +116,9 @@ def _stages_section(manifest: Manifest) -> str:
             continue
         counts = ", ".join(f"{k}={v}" for k, v in rec.counts.items())
         secs = f"{rec.seconds:.1f}" if rec.seconds is not None else ""
-        rows.append([name, rec.status, rec.started or "", secs, counts, rec.error or ""])
-        classes.append(rec.status)
+        status = "this report" if name == current and rec.status == "running" else rec.status
+        rows.append([name, status, rec.started or "", secs, counts, rec.error or ""])
+        classes.append(rec.status if status == rec.status else "done")
     if not rows:
         return "<p>No stage has run yet.</p>"
     return _table(["stage", "status", "started (UTC)", "seconds", "counts", "error"], rows, classes)
@@ -150,7 +154,13 @@ def _quarantine_section(manifest: Manifest, limit: int) -> str:
     )
 
 
-def write_report(store: RunStore, params: ReportParams | None = None, *, seed: int = 0) -> str:
+def write_report(
+    store: RunStore,
+    params: ReportParams | None = None,
+    *,
+    seed: int = 0,
+    current_step: str | None = None,
+) -> str:
     """Write ``report/index.html`` (and ``report/montage.png``) for a run store.
 
     Parameters
@@ -159,6 +169,8 @@ def write_report(store: RunStore, params: ReportParams | None = None, *, seed: i
     params : ReportParams, optional
     seed : int
         Chooses the montage's sample of images.
+    current_step : str, optional
+        The job step writing this report, shown as such rather than as still running.
 
     Returns
     -------
@@ -174,7 +186,7 @@ def write_report(store: RunStore, params: ReportParams | None = None, *, seed: i
         f"<h1>Run report: {title}</h1>",
         f"<p>Store: <code>{html.escape(store.url)}</code></p>",
         "<h2>Stages</h2>",
-        _stages_section(manifest),
+        _stages_section(manifest, current_step),
         "<h2>Collection</h2>",
         _collection_section(store, manifest),
         "<h2>Quarantine</h2>",
@@ -186,8 +198,8 @@ def write_report(store: RunStore, params: ReportParams | None = None, *, seed: i
         store.write_bytes("report/montage.png", png)
         parts += [
             "<h2>Sample of images</h2>",
-            f"<p>{len(ids)} images chosen at random (seed {seed}), each stretched to its "
-            "0.5-99.5 percentile range.</p>",
+            f"<p>{len(ids)} valid images chosen at random (seed {seed}); 16-bit and float "
+            "images are stretched to their 0.5-99.5 percentile range.</p>",
             "<img src='montage.png' alt='sample montage' style='max-width:100%'>",
         ]
     versions = ", ".join(f"{k} {v}" for k, v in sorted(manifest.versions.items()))

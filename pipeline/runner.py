@@ -154,6 +154,7 @@ def run_job(
         )
         for step in todo:
             ctx.forced = step.name in force
+            ctx.step = step.name
             _run_step(ctx, step, summary)
     return summary
 

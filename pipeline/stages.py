@@ -41,6 +41,8 @@ class RunContext:
     progress : ProgressFn
     forced : bool
         The step runs because of ``--force``: redo it completely rather than resume.
+    step : str
+        Name of the job step being run.
     """
 
     store: RunStore
@@ -49,6 +51,7 @@ class RunContext:
     seed: int = 0
     progress: ProgressFn = no_progress
     forced: bool = False
+    step: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ def _ingest_stage(ctx: RunContext, params: IngestParams) -> dict[str, int]:
 
 
 def _report_stage(ctx: RunContext, params: ReportParams) -> dict[str, int]:
-    write_report(ctx.store, params, seed=ctx.seed)
+    write_report(ctx.store, params, seed=ctx.seed, current_step=ctx.step)
     return {"montage_images": params.montage_images}
 
 

@@ -17,8 +17,17 @@ def test_ingest_prints_a_summary_and_status_lists_quarantine(
     make_folder(tmp_path / "in", 4)
     (tmp_path / "in" / "broken.png").write_text("nope")
     store = str(tmp_path / "run")
-    code = main(["ingest", str(tmp_path / "in"), "--store", store,
-                 "--scheduler", client.scheduler.address, "-q"])
+    code = main(
+        [
+            "ingest",
+            str(tmp_path / "in"),
+            "--store",
+            store,
+            "--scheduler",
+            client.scheduler.address,
+            "-q",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "Ingested 4 images (24x20x3 uint8)" in out and "1 quarantined" in out
@@ -34,8 +43,17 @@ def test_report_command_writes_html_with_sections_and_montage(
 ) -> None:
     make_folder(tmp_path / "in", 6)
     store = tmp_path / "run"
-    main(["ingest", str(tmp_path / "in"), "--store", str(store),
-          "--scheduler", client.scheduler.address, "-q"])
+    main(
+        [
+            "ingest",
+            str(tmp_path / "in"),
+            "--store",
+            str(store),
+            "--scheduler",
+            client.scheduler.address,
+            "-q",
+        ]
+    )
     assert main(["report", str(store), "--montage-images", "4"]) == 0
     assert "report/index.html" in capsys.readouterr().out
     html = (store / "report" / "index.html").read_text()
@@ -52,8 +70,10 @@ def test_report_command_writes_html_with_sections_and_montage(
         (["status", "{tmp}/nothing"], "not a run store"),
         (["report", "{tmp}/nothing"], "not a run store"),
         (["ingest", "{tmp}/missing", "--store", "{tmp}/run"], "does not exist"),
-        (["ingest", "{tmp}", "--store", "{tmp}/run", "--scheduler", "localhost:1"],
-         "must start with tcp:// or tls://"),
+        (
+            ["ingest", "{tmp}", "--store", "{tmp}/run", "--scheduler", "localhost:1"],
+            "must start with tcp:// or tls://",
+        ),
     ],
 )
 def test_bad_usage_exits_2_with_a_message(
@@ -64,9 +84,7 @@ def test_bad_usage_exits_2_with_a_message(
 
 
 @pytest.mark.parametrize("command", ["ingest", "run", "validate", "status", "report", "synth"])
-def test_every_subcommand_explains_itself(
-    command: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_every_subcommand_explains_itself(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
     assert exc.value.code == 0

@@ -39,6 +39,7 @@ __all__ = [
     "GALAXY_CLASSES",
     "IMAGE_KINDS",
     "TRUTH_COLUMNS",
+    "TRUTH_FILENAME",
     "GalaxyFractions",
     "generate_galaxies",
     "load_truth",
@@ -69,6 +70,7 @@ TRUTH_COLUMNS: Final[tuple[str, ...]] = (
 """Column order of ``truth.csv`` and of the frame returned by :func:`generate_galaxies`."""
 
 TRUTH_FILENAME: Final = "truth.csv"
+"""Name of the truth table that :func:`generate_galaxies` writes next to the JPEGs."""
 MIN_SIZE: Final = 64
 
 # Geometry is specified for the 424 px Galaxy Zoo cutout size and scaled linearly so
@@ -77,9 +79,9 @@ _REFERENCE_SIZE: Final = 424.0
 _CENTRE_JITTER_PX: Final = 15.0
 _RADIUS_RANGE_PX: Final = (8.0, 25.0)
 _MIN_RADIUS_PX: Final = 1.5
-# Extent of a galaxy's visible disc in units of its effective radius; field objects
-# are kept outside it so that a normal cutout has one isolated central source.
-_DISC_EXTENT_RE: Final = 4.0
+# Radius, in units of r_e, kept clear of field objects around each galaxy; it reaches
+# past the faint n=4 wings so that a normal cutout has one isolated central source.
+_CLEAR_RADIUS_RE: Final = 4.0
 # Radius, in r_e, out to which a galaxy stands clearly above the sky noise.
 _VISIBLE_RE: Final = 1.5
 _MIN_SEPARATION_PX: Final = 3.0
@@ -301,6 +303,23 @@ def _visible_extent(galaxy: _Galaxy, phi: float) -> float:
     return _VISIBLE_RE * galaxy.r_e * q / math.hypot(q * math.cos(delta), math.sin(delta))
 
 
+def _draw_companion(rng: np.random.Generator, galaxy: _Galaxy, scale: float) -> _Galaxy:
+    """A second bright galaxy whose visible disc overlaps that of ``galaxy``."""
+    galaxy_class = GALAXY_CLASSES[int(rng.integers(len(GALAXY_CLASSES)))]
+    i_e = galaxy.i_e * float(rng.uniform(0.7, 1.3))
+    other = _draw_galaxy(rng, galaxy_class, 0.0, 0.0, scale, i_e)
+    # Direction from the central galaxy, counter-clockwise from +x with y up.
+    phi = float(rng.uniform(0.0, 2.0 * math.pi))
+    reach = (_visible_extent(galaxy, phi), _visible_extent(other, phi + math.pi))
+    # Closer than the sum of the visible extents along the line joining the centres,
+    # so the discs always blend, but each centre outside the other's half-light
+    # ellipse so that two peaks remain.
+    low = max(max(reach) / _VISIBLE_RE, _MIN_SEPARATION_PX)
+    high = max(sum(reach), low)
+    sep = low + float(rng.uniform(0.0, 0.8)) * (high - low)
+    return _moved(other, galaxy.x + sep * math.cos(phi), galaxy.y - sep * math.sin(phi))
+
+
 def _place(
     rng: np.random.Generator,
     size: int,
@@ -399,6 +418,17 @@ def render_galaxy_image(
     ``q = 1 - ellipticity``) and softened within ~0.7 px so the core stays finite;
     it is then asinh-stretched to display counts, sky and Gaussian noise are added
     per channel, and for ``"stripe"`` the stripe pixels are set to 0-4 last.
+    ``I_e`` is 0.05-0.12 of the saturation flux, so n=4 cores may saturate.
+
+    The defects are drawn so that, for the same generator state and class, a
+    ``"stripe"`` cutout equals the ``"normal"`` one except on the stripe pixels, and
+    an ``"overlap"`` cutout equals it except where the companion adds light. The
+    companion's separation is below the sum of both galaxies' visible (1.5 r_e)
+    extents along the line joining them and at least 3 px.
+
+    Field objects are placed outside 4 r_e of each galaxy (or, for
+    ``"no_galaxy"``, outside ``(15 + 4 * 25) * size / 424`` px of the centre); in
+    very crowded small cutouts an object that finds no free spot is left out.
     """
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
@@ -418,7 +448,7 @@ def render_galaxy_image(
     if kind == "no_galaxy":
         # Keep field objects clear of where the largest central galaxy could sit.
         zones.append(
-            (centre, centre, (_CENTRE_JITTER_PX + _DISC_EXTENT_RE * _RADIUS_RANGE_PX[1]) * scale)
+            (centre, centre, (_CENTRE_JITTER_PX + _CLEAR_RADIUS_RE * _RADIUS_RANGE_PX[1]) * scale)
         )
     else:
         # Uniform over a disc so the offset is isotropic.
@@ -429,25 +459,17 @@ def render_galaxy_image(
         galaxy = _draw_galaxy(rng, galaxy_class, gx, gy, scale, float(rng.uniform(*_I_E_RANGE)))
         for comp in galaxy.components:
             _add_sersic(flux, comp)
-        zones.append((gx, gy, _DISC_EXTENT_RE * galaxy.r_e))
+        zones.append((gx, gy, _CLEAR_RADIUS_RE * galaxy.r_e))
 
+        # The companion is drawn for every kind, from its own generator, so that an
+        # overlap cutout is exactly the normal cutout from the same generator state
+        # plus the companion's light; its zone keeps field objects off it either way.
+        companion_rng = np.random.default_rng(int(rng.integers(2**63)))
+        companion = _draw_companion(companion_rng, galaxy, scale)
+        zones.append((companion.x, companion.y, _CLEAR_RADIUS_RE * companion.r_e))
         if kind == "overlap":
-            other_class = GALAXY_CLASSES[int(rng.integers(len(GALAXY_CLASSES)))]
-            other_i_e = galaxy.i_e * float(rng.uniform(0.7, 1.3))
-            other = _draw_galaxy(rng, other_class, 0.0, 0.0, scale, other_i_e)
-            # Direction of the companion, counter-clockwise from +x with y up.
-            phi = float(rng.uniform(0.0, 2.0 * math.pi))
-            reach = (_visible_extent(galaxy, phi), _visible_extent(other, phi + math.pi))
-            # Closer than the sum of the visible extents along the line joining them,
-            # so the discs always blend, but each centre outside the other's half-light
-            # ellipse so that two distinct peaks remain.
-            low = max(max(reach) / _VISIBLE_RE, _MIN_SEPARATION_PX)
-            high = max(sum(reach), low)
-            sep = low + float(rng.uniform(0.0, 0.8)) * (high - low)
-            other = _moved(other, gx + sep * math.cos(phi), gy - sep * math.sin(phi))
-            for comp in other.components:
+            for comp in companion.components:
                 _add_sersic(flux, comp)
-            zones.append((other.x, other.y, _DISC_EXTENT_RE * other.r_e))
 
     area = scale * scale
     n_stars = int(rng.integers(1, max(2, round(6 * area)) + 1))
@@ -469,7 +491,7 @@ def render_galaxy_image(
             float(rng.uniform(0.005, 0.02)),  # i_e: faint
         )
         tint = _jitter_tint(rng, (1.0, 0.85, 0.7))
-        pos = _place(rng, size, _DISC_EXTENT_RE * r_e + 1.0, zones)
+        pos = _place(rng, size, _CLEAR_RADIUS_RE * r_e + 1.0, zones)
         if pos is not None:
             n, q, angle, i_e = comp_params
             _add_sersic(flux, _Sersic(pos[0], pos[1], r_e, n, q, angle, i_e, _as_tint(tint)))
