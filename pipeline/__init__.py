@@ -2,14 +2,12 @@
 
 The public API::
 
-    from pipeline import RunStore, IngestParams, ingest, load_job, run_job, cluster_client
+    from pipeline import RunStore, IngestParams, ingest_images, load_job, run_job, cluster_client
 
 Importing computes nothing and touches no file or network.
 """
 
-# Imported eagerly: the function `ingest` shares its name with the module `pipeline.ingest`,
-# and a lazily resolved name would be shadowed by the submodule once that is imported.
-from pipeline.ingest import IngestParams, IngestResult, ingest
+from pipeline.ingest import IngestParams, IngestResult, ingest_images
 from pipeline.jobs import Job, load_job, parse_job
 from pipeline.manifest import load_manifest
 from pipeline.report import ReportParams, write_report
@@ -32,7 +30,7 @@ __all__ = [
     "RunSummary",
     "__version__",
     "cluster_client",
-    "ingest",
+    "ingest_images",
     "load_job",
     "load_manifest",
     "parse_job",

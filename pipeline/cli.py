@@ -166,10 +166,16 @@ def _build_parser() -> argparse.ArgumentParser:
         help="uncompressed size of one chunk of whole images (default 32)",
     )
     p.add_argument(
+        "--compressor",
+        choices=["zstd", "lz4"],
+        default="zstd",
+        help="zstd (default: smaller store) or lz4 (Blosc-LZ4 with bit-shuffle: about 4x "
+        "faster to compress, about 1.8x larger)",
+    )
+    p.add_argument(
         "--compression-level",
         type=int,
-        default=1,
-        help="zstd level, 1 (fast) to 22 (small); default 1",
+        help="zstd level -7 (fast) to 22 (small), default 1; or Blosc level 0-9, default 5",
     )
     p.add_argument(
         "--overwrite",
@@ -303,6 +309,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             "mode": args.mode,
             "shape_policy": args.shape_policy,
             "chunk_mb": args.chunk_mb,
+            "compressor": args.compressor,
             "compression_level": args.compression_level,
             "overwrite": args.overwrite,
         },

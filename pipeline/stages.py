@@ -16,7 +16,7 @@ from typing import Any
 from distributed import Client
 from pydantic import BaseModel
 
-from pipeline.ingest import IngestParams, check_ingest, ingest
+from pipeline.ingest import IngestParams, check_ingest, ingest_images
 from pipeline.progress import ProgressFn, no_progress
 from pipeline.report import ReportParams, write_report
 from pipeline.store import RunStore
@@ -82,7 +82,9 @@ class StageDef:
 
 
 def _ingest_stage(ctx: RunContext, params: IngestParams) -> dict[str, int]:
-    return ingest(ctx.store, params, ctx.client, redo=ctx.forced, progress=ctx.progress).counts()
+    return ingest_images(
+        ctx.store, params, ctx.client, redo=ctx.forced, progress=ctx.progress
+    ).counts()
 
 
 def _report_stage(ctx: RunContext, params: ReportParams) -> dict[str, int]:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from pipeline.errors import CollectionMismatchError, IngestError
 from pipeline.imagefiles import probe_image
-from pipeline.ingest import IngestParams, chunk_tasks, ingest, plan_collection
+from pipeline.ingest import IngestParams, chunk_tasks, ingest_images, plan_collection
 from pipeline.store import RunStore
 from pipeline.tables import read_table
 from tests.conftest import make_folder, raise_if_dask_computes, smooth_image, write_image
@@ -29,7 +29,7 @@ from tests.conftest import make_folder, raise_if_dask_computes, smooth_image, wr
 
 def _ingest(client: Client, store: Path, sources: list[Path], **kw: object) -> object:
     params = IngestParams(sources=[str(s) for s in sources], **kw)  # type: ignore[arg-type]
-    return ingest(RunStore(str(store)), params, client)
+    return ingest_images(RunStore(str(store)), params, client)
 
 
 @settings(

@@ -142,3 +142,15 @@ stages:
             read_table(RunStore(str(tmp_path / "remote")), table),
             read_table(RunStore(str(tmp_path / "local")), table),
         )
+
+
+def test_local_workers_keep_chunk_buffers_instead_of_refaulting_them() -> None:
+    import os
+
+    cfg = ClusterConfig(workers=1, threads_per_worker=1, dashboard_address=":0")
+    with cluster_client(cfg) as client:
+        environ = client.run(lambda: dict(os.environ))
+    (worker_env,) = environ.values()
+    assert worker_env["MALLOC_TRIM_THRESHOLD_"] == str(2**27)
+    assert worker_env["MALLOC_MMAP_THRESHOLD_"] == str(2**27)
+    assert worker_env["OMP_NUM_THREADS"] == "1"  # distributed's own settings are kept
