@@ -81,6 +81,18 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_set_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="override a parameter: STAGE.PARAM=VALUE, input.X=V, cluster.X=V, "
+        "seed=N (repeatable; VALUE is YAML)",
+    )
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument(
@@ -192,15 +204,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "complete with the same configuration is skipped.",
     )
     p.add_argument("job", help="job spec YAML file")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="K=V",
-        help="override a parameter: STAGE.PARAM=VALUE, input.X=V, cluster.X=V, "
-        "seed=N (repeatable; VALUE is YAML)",
-    )
+    _add_set_option(p)
     p.add_argument(
         "--force",
         action="append",
@@ -213,14 +217,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a job spec without running it")
     p.add_argument("job", help="job spec YAML file")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="K=V",
-        help="override a parameter, as for `run`",
-    )
+    _add_set_option(p)
 
     p = sub.add_parser("status", help="what a run store holds: stages, counts, quarantine")
     p.add_argument("store", help="run store folder or fsspec URL")

@@ -305,7 +305,13 @@ def plan_collection(
         groups = {}
         for i in good:
             groups.setdefault("x".join(map(str, i.shape[:2])), []).append(i.path)
-        if len(groups) > 1 or (params.shape is not None and sizes[0] != target):
+        if len(groups) == 1 and sizes[0] != target:
+            raise IngestError(
+                f"the images are {sizes[0][0]}x{sizes[0][1]} but shape asks for "
+                f"{target[0]}x{target[1]}; choose shape_policy resize or pad (--shape-policy), "
+                "or drop --shape"
+            )
+        if len(groups) > 1:
             raise IngestError(
                 f"the images differ in size: {_describe_groups('size', groups)}; choose "
                 "shape_policy resize, pad or quarantine (--shape-policy)"

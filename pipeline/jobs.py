@@ -175,7 +175,10 @@ def _apply_override(data: dict[str, Any], text: str) -> None:
     if head in ("input", "cluster") or len(parts) == 1:
         target: dict[str, Any] = data
         for p in parts[:-1]:
-            target = target.setdefault(p, {}) if isinstance(target.get(p, {}), dict) else {}
+            # A missing (or null) section is created, so the override is validated with it.
+            if not isinstance(target.get(p), dict):
+                target[p] = {}
+            target = target[p]
         target[parts[-1]] = value
         return
     steps = data.get("stages") or []

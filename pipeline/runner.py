@@ -160,52 +160,27 @@ def run_job(
 
 
 def _run_step(ctx: RunContext, step: JobStep, summary: RunSummary) -> None:
-    params = step.params.model_dump(mode="json")
     started, t0 = now_iso(), time.perf_counter()
-    _record(
-        ctx.store,
-        StageRecord(
-            stage=step.name,
-            config_hash=step.config_hash,
-            params=params,
-            status="running",
-            started=started,
-        ),
+    running = StageRecord(
+        stage=step.name,
+        config_hash=step.config_hash,
+        params=step.params.model_dump(mode="json"),
+        status="running",
+        started=started,
     )
+    _record(ctx.store, running)
     ctx.log = logging.getLogger(f"pipeline.stage.{step.name}")
     log.info("stage %s: running", step.name)
     try:
         counts = dict(step.stage.func(ctx, step.params))
     except Exception as exc:
-        seconds = time.perf_counter() - t0
-        _record(
-            ctx.store,
-            StageRecord(
-                stage=step.name,
-                config_hash=step.config_hash,
-                params=params,
-                status="failed",
-                started=started,
-                ended=now_iso(),
-                seconds=seconds,
-                error=f"{type(exc).__name__}: {exc}",
-            ),
-        )
-        raise StageError(f"stage {step.name} failed: {type(exc).__name__}: {exc}") from exc
+        error = f"{type(exc).__name__}: {exc}"
+        ended = {"ended": now_iso(), "seconds": time.perf_counter() - t0}
+        _record(ctx.store, running.model_copy(update={"status": "failed", "error": error, **ended}))
+        raise StageError(f"stage {step.name} failed: {error}") from exc
     seconds = time.perf_counter() - t0
-    _record(
-        ctx.store,
-        StageRecord(
-            stage=step.name,
-            config_hash=step.config_hash,
-            params=params,
-            status="done",
-            started=started,
-            ended=now_iso(),
-            seconds=seconds,
-            counts=counts,
-        ),
-    )
+    done = {"status": "done", "ended": now_iso(), "seconds": seconds, "counts": counts}
+    _record(ctx.store, running.model_copy(update=done))
     summary.ran.append(step.name)
     summary.counts[step.name] = counts
     summary.seconds[step.name] = seconds

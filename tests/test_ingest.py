@@ -326,3 +326,26 @@ def test_killed_ingest_resumes_to_the_same_bytes_as_a_clean_run(
             read_table(RunStore(str(tmp_path / "killed")), table),
             read_table(RunStore(str(tmp_path / "clean")), table),
         )
+
+
+def test_explicit_shape_under_policy_error_says_what_to_choose(
+    client: Client, tmp_path: Path
+) -> None:
+    make_folder(tmp_path / "in", 2, shape=(24, 20, 3))
+    with pytest.raises(IngestError, match="are 24x20 but shape asks for 10x10"):
+        _ingest(client, tmp_path / "run", [tmp_path / "in"], shape=(10, 10))
+
+
+def test_relative_globs_resolve_against_the_working_directory(
+    client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_folder(tmp_path / "in", 3)
+    monkeypatch.chdir(tmp_path)
+    params = IngestParams(sources=["in/img00[12].png"])
+    result = ingest_images(RunStore("run"), params, client)
+    assert result.images == 2
+    ds = xr.open_zarr(tmp_path / "run" / "store.zarr")
+    assert [Path(str(s)) for s in ds["source"].values] == [
+        tmp_path / "in" / "img001.png",
+        tmp_path / "in" / "img002.png",
+    ]

@@ -152,3 +152,9 @@ def test_shipped_job_specs_validate() -> None:
     assert jobs
     for path in jobs:
         parse_job(path.read_text(), str(path))
+
+
+def test_set_creates_a_missing_section_and_validates_it() -> None:
+    no_input = GOOD[: GOOD.index("input:")] + GOOD[GOOD.index("stages:") :]
+    with pytest.raises(JobSpecError, match=r"input\.sources: Field required"):
+        parse_job(no_input, "j.yaml", ["input.mode=gray"])
