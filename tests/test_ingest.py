@@ -349,3 +349,14 @@ def test_relative_globs_resolve_against_the_working_directory(
         tmp_path / "in" / "img001.png",
         tmp_path / "in" / "img002.png",
     ]
+
+
+def test_a_store_can_be_an_fsspec_url(client: Client, tmp_path: Path) -> None:
+    """memory:// stands in for s3:// and the like (in-process client: one memory)."""
+    arrays = make_folder(tmp_path / "in", 4)
+    store = RunStore(f"memory://pipeline-tests/{tmp_path.name}")
+    ingest_images(store, IngestParams(sources=[str(tmp_path / "in")], chunk_mb=0.002), client)
+    ds = store.open_dataset()
+    np.testing.assert_array_equal(ds["images"].values, np.stack(arrays))
+    assert read_table(store, "images")["image_id"].tolist() == [f"img{i:03d}" for i in range(4)]
+    assert len(store.done_markers("ingest")) == 4
