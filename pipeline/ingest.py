@@ -500,7 +500,7 @@ def _load_plan(store: RunStore) -> IngestPlan:
         shape=tuple(col["shape"]),
         dtype=str(col["dtype"]),
         per_chunk=int(col["per_chunk"]),
-        quarantine=tuple((q.path, q.reason) for q in manifest.quarantine if q.stage == TASK),
+        quarantine=tuple((str(p), str(r)) for p, r in col.get("planned_quarantine", [])),
     )
 
 
@@ -541,6 +541,8 @@ def _new_plan(
         "dtype": dtype,
         "per_chunk": plan.per_chunk,
         "params": params.model_dump(mode="json"),
+        # Set aside when planning; decode failures found by the chunk tasks are in the markers.
+        "planned_quarantine": [list(q) for q in quarantine],
     }
     manifest.quarantine = [q for q in manifest.quarantine if q.stage != TASK] + [
         QuarantineEntry(path=p, reason=r, stage=TASK) for p, r in quarantine

@@ -360,3 +360,22 @@ def test_a_store_can_be_an_fsspec_url(client: Client, tmp_path: Path) -> None:
     np.testing.assert_array_equal(ds["images"].values, np.stack(arrays))
     assert read_table(store, "images")["image_id"].tolist() == [f"img{i:03d}" for i in range(4)]
     assert len(store.done_markers("ingest")) == 4
+
+
+def test_rerunning_a_complete_ingest_lists_each_quarantined_file_once(
+    client: Client, tmp_path: Path
+) -> None:
+    make_folder(tmp_path / "in", 3, shape=(64, 64, 3))
+    (tmp_path / "in" / "empty.png").write_bytes(b"")
+    p = tmp_path / "in" / "img001.png"
+    data = p.read_bytes()
+    p.write_bytes(data[:100] + bytes(300) + data[400:])  # fails only when decoded
+    for _ in range(2):
+        result = _ingest(client, tmp_path / "run", [tmp_path / "in"])
+    assert result.quarantined == 2  # type: ignore[attr-defined]
+    store = RunStore(str(tmp_path / "run"))
+    names = sorted(Path(x).name for x in read_table(store, "quarantine")["path"])
+    assert names == ["empty.png", "img001.png"]
+    from pipeline.manifest import load_manifest
+
+    assert sorted(Path(q.path).name for q in load_manifest(store).quarantine) == names
