@@ -19,7 +19,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -98,7 +98,7 @@ class RunStore:
 
     def exists(self, rel: str = "") -> bool:
         """Whether ``rel`` (a file or folder inside the store; the root when empty) exists."""
-        return bool(self.fs.exists(self._fs_path(rel) if rel else self._fs_path("")))
+        return bool(self.fs.exists(self._fs_path(rel)))
 
     # -- bytes -----------------------------------------------------------------------------
     def read_bytes(self, rel: str) -> bytes:
@@ -144,14 +144,6 @@ class RunStore:
         if self.fs.exists(p):
             self.fs.rm(p, recursive=True)
 
-    def open_file(self, rel: str, mode: str = "rb") -> Any:
-        """Open a file of the store through fsspec (for writers that stream, e.g. Parquet)."""
-        p = self._fs_path(rel)
-        if "w" in mode and self.is_local:
-            Path(p).parent.mkdir(parents=True, exist_ok=True)
-        return self.fs.open(p, mode)
-
-    # -- completion markers ------------------------------------------------------------------
     def _marker_dir(self, task: str) -> str:
         return f"{PROGRESS_DIR}/{task}"
 
@@ -256,11 +248,3 @@ class RunStore:
     def remove_zarr(self) -> None:
         """Delete ``store.zarr`` (only on an explicit overwrite)."""
         self.remove(ZARR_NAME)
-
-    def iter_files(self, rel: str) -> Iterator[str]:
-        """Names of the files directly under ``rel``."""
-        d = self._fs_path(rel)
-        if not self.fs.exists(d):
-            return
-        for p in sorted(self.fs.ls(d, detail=False)):
-            yield str(p).rsplit("/", 1)[-1]

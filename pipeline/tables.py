@@ -16,7 +16,7 @@ import pandas as pd
 from pipeline.errors import StoreError
 from pipeline.store import RunStore
 
-__all__ = ["TABLES", "TableSchema", "read_table", "table_exists", "write_table"]
+__all__ = ["TABLES", "TableSchema", "read_table", "write_table"]
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,6 @@ def _schema(name: str) -> TableSchema:
         raise StoreError(
             f"unknown table {name!r}; documented tables are: {', '.join(sorted(TABLES))}"
         ) from None
-
-
-def table_exists(store: RunStore, name: str) -> bool:
-    """Whether ``tables/<name>.parquet`` exists in ``store``."""
-    return store.exists(f"tables/{_schema(name).name}.parquet")
 
 
 def write_table(store: RunStore, name: str, df: pd.DataFrame) -> None:
