@@ -16,7 +16,16 @@ from typing import Any
 from distributed import Client
 from pydantic import BaseModel
 
+from pipeline.catalog import build_catalog
 from pipeline.ingest import IngestParams, check_ingest, ingest_images
+from pipeline.mosaic import (
+    MosaicParams,
+    SourceParams,
+    check_mosaic,
+    detect_sources,
+    ingest_mosaic,
+)
+from pipeline.preprocess import GalaxyParams
 from pipeline.progress import ProgressFn, no_progress
 from pipeline.report import ReportParams, write_report
 from pipeline.store import RunStore
@@ -87,6 +96,18 @@ def _ingest_stage(ctx: RunContext, params: IngestParams) -> dict[str, int]:
     ).counts()
 
 
+def _preprocess_stage(ctx: RunContext, params: GalaxyParams) -> dict[str, int]:
+    return build_catalog(ctx.store, params, ctx.client, redo=ctx.forced, progress=ctx.progress)
+
+
+def _ingest_mosaic_stage(ctx: RunContext, params: MosaicParams) -> dict[str, int]:
+    return ingest_mosaic(ctx.store, params, ctx.client, redo=ctx.forced, progress=ctx.progress)
+
+
+def _detect_sources_stage(ctx: RunContext, params: SourceParams) -> dict[str, int]:
+    return detect_sources(ctx.store, params, ctx.client, redo=ctx.forced, progress=ctx.progress)
+
+
 def _report_stage(ctx: RunContext, params: ReportParams) -> dict[str, int]:
     write_report(ctx.store, params, seed=ctx.seed, current_step=ctx.step)
     return {"montage_images": params.montage_images}
@@ -102,6 +123,30 @@ def stage_registry() -> dict[str, StageDef]:
             ("store.zarr/images/zarr.json", "tables/images.parquet", "tables/quarantine.parquet"),
             "image files -> chunked, labelled Zarr collection (the job's `input` section)",
             preflight=check_ingest,
+        ),
+        StageDef(
+            "preprocess",
+            _preprocess_stage,
+            GalaxyParams,
+            ("store.zarr/cutouts/zarr.json", "tables/catalog.parquet"),
+            "galaxy cutouts: find the central galaxy, reject overlaps, stripes and empty "
+            "images, align, cut out -> catalog + cutouts",
+        ),
+        StageDef(
+            "ingest_mosaic",
+            _ingest_mosaic_stage,
+            MosaicParams,
+            ("store.zarr/mosaic/zarr.json",),
+            "one large FITS/TIFF/PNG/JPEG image -> the tiled `mosaic` array",
+            preflight=check_mosaic,
+        ),
+        StageDef(
+            "detect_sources",
+            _detect_sources_stage,
+            SourceParams,
+            ("tables/sources.parquet", "store.zarr/cutouts/zarr.json"),
+            "blob detection over the mosaic's tiles (equal to whole-image detection) -> "
+            "sources table + aligned cutouts",
         ),
         StageDef(
             "report",

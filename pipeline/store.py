@@ -219,10 +219,11 @@ class RunStore:
         )
 
     def write_template(
-        self, ds: xr.Dataset, encoding: Mapping[str, Any], *, mode: Literal["w", "w-"] = "w-"
+        self, ds: xr.Dataset, encoding: Mapping[str, Any], *, mode: Literal["w", "w-", "a"] = "w-"
     ) -> None:
         """Create the arrays of ``ds`` (metadata and eager coordinates) without writing data.
 
+        ``mode="a"`` adds the variables of ``ds`` to an existing group (or creates it).
         Dask-backed variables are created empty; tasks later fill them region by region, each
         writing whole chunks. Metadata is consolidated so that a plain
         ``xarray.open_zarr(path)`` opens the store quickly and without a fallback warning.

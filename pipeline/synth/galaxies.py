@@ -267,7 +267,11 @@ def _draw_galaxy(
             ellipticity = float(rng.uniform(0.6, 0.85))
             n = float(rng.uniform(0.8, 1.2))
         tint = _as_tint(_jitter_tint(rng, _CLASS_TINTS[galaxy_class]))
-        components = (_Sersic(x, y, r_e, n, 1.0 - ellipticity, angle_rad, i_e, tint),)
+        q = 1.0 - ellipticity
+        # An inclined, optically thin disc keeps its total light in a smaller area, so its
+        # surface brightness rises as 1/q: edge-on discs are bright thin lines, not faint ones.
+        i_comp = i_e / q if galaxy_class == "elongated" else i_e
+        components = (_Sersic(x, y, r_e, n, q, angle_rad, i_comp, tint),)
     elif galaxy_class == "disc_bulge":
         ellipticity = float(rng.uniform(0.3, 0.6))
         disc_tint = _as_tint(_jitter_tint(rng, _CLASS_TINTS["disc_bulge"]))
