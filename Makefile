@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DATA := data/demo/galaxies
+DEMO_MOSAIC := data/demo/mosaic.fits
 
 .PHONY: install demo test lint pytest bench clean
 
@@ -21,8 +22,12 @@ install: $(STAMP)
 $(DEMO_DATA)/truth.csv: | $(STAMP)
 	$(BIN)/pipeline synth galaxies $(DEMO_DATA) --count 200 --seed 0
 
-demo: $(STAMP) $(DEMO_DATA)/truth.csv
-	$(BIN)/pipeline run jobs/demo.yaml
+$(DEMO_MOSAIC): | $(STAMP)
+	$(BIN)/pipeline synth mosaic $(DEMO_MOSAIC) --height 4096 --width 4096 --seed 0
+
+demo: $(STAMP) $(DEMO_DATA)/truth.csv $(DEMO_MOSAIC)
+	$(BIN)/pipeline run jobs/galaxy_survey.yaml
+	$(BIN)/pipeline run jobs/mosaic_survey.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests benchmarks
@@ -36,6 +41,7 @@ test: lint pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/preprocess.py
 
 clean:
 	rm -rf runs data/demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -3,13 +3,18 @@
 The public API::
 
     from pipeline import RunStore, IngestParams, ingest_images, load_job, run_job, cluster_client
+    from pipeline import GalaxyParams, analyse_galaxy, build_catalog, detect_blobs
 
 Importing computes nothing and touches no file or network.
 """
 
+from pipeline.catalog import build_catalog
+from pipeline.detect import detect_blobs
 from pipeline.ingest import IngestParams, IngestResult, ingest_images
 from pipeline.jobs import Job, load_job, parse_job
 from pipeline.manifest import load_manifest
+from pipeline.mosaic import MosaicParams, SourceParams, detect_sources, ingest_mosaic
+from pipeline.preprocess import GalaxyParams, GalaxyResult, analyse_galaxy
 from pipeline.report import ReportParams, write_report
 from pipeline.runner import RunSummary, run_job
 from pipeline.runtime import ClusterConfig, cluster_client
@@ -22,15 +27,24 @@ __version__ = "0.1.0"
 __all__ = [
     "TABLES",
     "ClusterConfig",
+    "GalaxyParams",
+    "GalaxyResult",
     "IngestParams",
     "IngestResult",
     "Job",
+    "MosaicParams",
     "ReportParams",
     "RunStore",
     "RunSummary",
+    "SourceParams",
     "__version__",
+    "analyse_galaxy",
+    "build_catalog",
     "cluster_client",
+    "detect_blobs",
+    "detect_sources",
     "ingest_images",
+    "ingest_mosaic",
     "load_job",
     "load_manifest",
     "parse_job",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import io
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.manifest import Manifest, load_manifest
 from pipeline.store import RunStore
+from pipeline.tables import read_table
 
 __all__ = ["ReportParams", "write_report"]
 
@@ -64,11 +66,28 @@ def _stretch(img: np.ndarray) -> np.ndarray:
     return np.clip((np.nan_to_num(img, nan=lo) - lo) / (hi - lo), 0, 1)
 
 
+def _grid_png(images: Sequence[np.ndarray], titles: Sequence[str], cmap: str = "gray") -> bytes:
+    """A grid of images with titles, as PNG bytes."""
+    from matplotlib.figure import Figure  # no pyplot: no global figure state
+
+    cols = int(np.ceil(np.sqrt(len(images))))
+    rows = int(np.ceil(len(images) / cols))
+    fig = Figure(figsize=(2 * cols, 2.2 * rows), dpi=100)
+    for k, (img, name) in enumerate(zip(images, titles, strict=True)):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        shown = _stretch(img)
+        ax.imshow(shown, cmap=cmap if shown.ndim == 2 else None, vmin=0, vmax=1)
+        ax.set_title(name, fontsize=7)
+        ax.axis("off")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
 def _montage_png(store: RunStore, count: int, seed: int) -> tuple[bytes, list[str]] | None:
     if count == 0 or not store.has_array("images"):
         return None
-    from matplotlib.figure import Figure  # no pyplot: no global figure state
-
     valid = np.asarray(store.open_array("valid", mode="r")[:])
     candidates = np.flatnonzero(valid)
     if candidates.size == 0:
@@ -77,19 +96,101 @@ def _montage_png(store: RunStore, count: int, seed: int) -> tuple[bytes, list[st
     pick = np.sort(rng.choice(candidates, size=min(count, candidates.size), replace=False))
     images = np.asarray(store.open_array("images", mode="r").oindex[pick])
     ids = [str(v) for v in np.asarray(store.open_array("image_id", mode="r").oindex[pick])]
-    cols = int(np.ceil(np.sqrt(len(pick))))
-    rows = int(np.ceil(len(pick) / cols))
-    fig = Figure(figsize=(2 * cols, 2.2 * rows), dpi=100)
-    for k, (img, name) in enumerate(zip(images, ids, strict=True)):
-        ax = fig.add_subplot(rows, cols, k + 1)
-        shown = _stretch(img)
-        ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=1)
-        ax.set_title(name, fontsize=7)
-        ax.axis("off")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue(), ids
+    return _grid_png(list(images), ids), ids
+
+
+def _figure(store: RunStore, name: str, png: bytes, alt: str) -> str:
+    store.write_bytes(f"report/{name}", png)
+    return f"<img src='{name}' alt='{html.escape(alt)}' style='max-width:100%'>"
+
+
+def _catalog_section(store: RunStore, count: int, seed: int) -> str:
+    if not store.exists("tables/catalog.parquet"):
+        return ""
+    cat = read_table(store, "catalog")
+    n = len(cat)
+    groups = cat.groupby(["status", "reason"], dropna=False).size()
+    rows: list[list[Any]] = []
+    for key, k in groups.items():
+        status, reason = key if isinstance(key, tuple) else (key, "")
+        rows.append([status, reason or "-", int(k), f"{100 * int(k) / max(n, 1):.1f}%"])
+    parts = [
+        "<h2>Galaxy catalog</h2>",
+        f"<p>{n} images: one row each in <code>tables/catalog.parquet</code>; kept galaxies "
+        "have an aligned cutout in <code>cutouts</code> (major axis along +x).</p>",
+        _table(["status", "reason", "images", "share"], rows),
+    ]
+    rng = np.random.default_rng(seed)
+    kept = np.flatnonzero(cat["status"].to_numpy() == "kept")
+    if count and kept.size and store.has_array("cutouts"):
+        pick = np.sort(rng.choice(kept, size=min(count, kept.size), replace=False))
+        cuts = np.asarray(store.open_array("cutouts", mode="r").oindex[pick])
+        titles = [
+            f"{cat.image_id.iloc[i]} {cat.angle_deg.iloc[i]:.0f}\N{DEGREE SIGN}" for i in pick
+        ]
+        parts += [
+            "<h3>Sample of kept cutouts (title: image, measured angle)</h3>",
+            _figure(store, "cutouts.png", _grid_png(list(cuts), titles), "kept cutouts"),
+        ]
+    rejected = cat[cat["status"] == "rejected"]
+    if count and len(rejected) and store.has_array("images"):
+        pick_list: list[int] = []
+        for _, grp in rejected.groupby("reason"):
+            take = min(4, len(grp))
+            pick_list += sorted(rng.choice(grp.index.to_numpy(), size=take, replace=False))
+        pick = np.sort(np.asarray(pick_list))
+        imgs = np.asarray(store.open_array("images", mode="r").oindex[pick])
+        titles = [f"{cat.reason.iloc[i]}: {cat.image_id.iloc[i]}" for i in pick]
+        parts += [
+            "<h3>Examples of rejected images (up to 4 per reason)</h3>",
+            _figure(store, "rejected.png", _grid_png(list(imgs), titles), "rejected images"),
+        ]
+    return "\n".join(parts)
+
+
+def _sources_section(store: RunStore, count: int, seed: int) -> str:
+    if not store.exists("tables/sources.parquet"):
+        return ""
+    src = read_table(store, "sources")
+    per_tile = src.groupby("tile").size()
+    parts = [
+        "<h2>Mosaic sources</h2>",
+        f"<p>{len(src)} sources in {per_tile.size} tiles with sources (per tile: min "
+        f"{per_tile.min() if len(per_tile) else 0}, median "
+        f"{int(per_tile.median()) if len(per_tile) else 0}, max "
+        f"{per_tile.max() if len(per_tile) else 0}); "
+        "<code>tables/sources.parquet</code>, cutouts in <code>cutouts</code>.</p>",
+    ]
+    if store.has_array("mosaic"):
+        mosaic = store.open_array("mosaic", mode="r")
+        h, w = mosaic.shape
+        step = max(1, int(np.ceil(max(h, w) / 1000)))
+        if h * w <= 64_000_000:
+            from matplotlib.figure import Figure
+
+            thumb = _stretch(np.asarray(mosaic[::step, ::step]))
+            fig = Figure(figsize=(8, 8 * h / max(w, 1)), dpi=100)
+            ax = fig.add_subplot(1, 1, 1)
+            ax.imshow(thumb, cmap="gray", vmin=0, vmax=1)
+            ax.scatter(
+                src.x / step, src.y / step, s=12, facecolors="none", edgecolors="r", linewidths=0.6
+            )
+            ax.set_title(f"mosaic {h} x {w} px (every {step} px), sources circled", fontsize=9)
+            ax.axis("off")
+            fig.tight_layout()
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png")
+            parts.append(_figure(store, "mosaic.png", buf.getvalue(), "mosaic with sources"))
+    if count and len(src) and store.has_array("cutouts"):
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(len(src), size=min(count, len(src)), replace=False))
+        cuts = np.asarray(store.open_array("cutouts", mode="r").oindex[pick])
+        titles = [str(src.image_id.iloc[i]) for i in pick]
+        parts += [
+            "<h3>Sample of source cutouts</h3>",
+            _figure(store, "source_cutouts.png", _grid_png(list(cuts), titles), "cutouts"),
+        ]
+    return "\n".join(parts)
 
 
 def _table(header: list[str], rows: list[list[Any]], classes: list[str] | None = None) -> str:
@@ -203,6 +304,8 @@ def write_report(
             "<img src='montage.png' alt='sample montage' style='max-width:100%'>",
         ]
     versions = ", ".join(f"{k} {v}" for k, v in sorted(manifest.versions.items()))
+    parts.append(_catalog_section(store, params.montage_images, seed))
+    parts.append(_sources_section(store, params.montage_images, seed))
     parts += [f"<h2>Versions</h2><p>{html.escape(versions)}</p>", "</body></html>"]
     store.write_bytes("report/index.html", "\n".join(parts).encode())
     log.info("report written to %s", store.path("report/index.html"))

@@ -10,10 +10,11 @@ from distributed import Client
 
 from pipeline.cli import main
 from pipeline.errors import JobSpecError, SourceError, StageError
-from pipeline.jobs import parse_job
+from pipeline.jobs import load_job, parse_job
 from pipeline.manifest import load_manifest
 from pipeline.runner import run_job
 from pipeline.store import RunStore
+from pipeline.tables import read_table
 from tests.conftest import make_folder, smooth_image, write_image
 
 SPEC = """\
@@ -107,3 +108,33 @@ def test_preflight_stops_before_any_work(client: Client, tmp_path: Path) -> None
     with pytest.raises(SourceError, match="does not exist"):
         run_job(_job(tmp_path), client=client)  # type: ignore[arg-type]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("spec", sorted(Path("jobs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_job_spec_validates(spec: Path) -> None:
+    job = load_job(spec)
+    assert job.steps
+
+
+def test_galaxy_survey_job_runs_on_generated_data(client: Client, tmp_path: Path) -> None:
+    from pipeline.synth.galaxies import generate_galaxies
+
+    data = tmp_path / "galaxies"
+    generate_galaxies(data, count=12, seed=0, size=128)
+    job = load_job(
+        "jobs/galaxy_survey.yaml",
+        [
+            f"store={tmp_path / 'run'}",
+            f"input.sources=[{data}]",
+            "preprocess.window=20",
+            "preprocess.cutout_size=32",
+        ],
+    )
+    summary = run_job(job, client=client)
+    assert summary.ran == ["ingest", "preprocess", "report"]
+    store = RunStore(str(tmp_path / "run"))
+    catalog = read_table(store, "catalog")
+    assert len(catalog) == 12 and set(catalog.status) <= {"kept", "rejected"}
+    assert store.exists("report/cutouts.png")
+    # The same job again: every step is complete and skipped.
+    assert run_job(job, client=client).skipped == ["ingest", "preprocess", "report"]

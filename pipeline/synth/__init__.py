@@ -10,14 +10,24 @@ from pipeline.synth.galaxies import (
     load_truth,
     render_galaxy_image,
 )
+from pipeline.synth.mosaic import (
+    MOSAIC_TRUTH_COLUMNS,
+    generate_mosaic,
+    hubble_deep_field_gray,
+    load_mosaic_truth,
+)
 
 __all__ = [
     "GALAXY_CLASSES",
     "IMAGE_KINDS",
+    "MOSAIC_TRUTH_COLUMNS",
     "TRUTH_COLUMNS",
     "TRUTH_FILENAME",
     "GalaxyFractions",
     "generate_galaxies",
+    "generate_mosaic",
+    "hubble_deep_field_gray",
+    "load_mosaic_truth",
     "load_truth",
     "render_galaxy_image",
 ]
