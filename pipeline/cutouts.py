@@ -14,8 +14,6 @@ the markers; a different configuration starts over.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,7 +26,7 @@ from zarr.codecs import ZstdCodec
 from zarr.core.array_spec import ArrayConfigParams
 
 from pipeline.errors import StoreError
-from pipeline.store import PROGRESS_DIR, ZARR_NAME, RunStore
+from pipeline.store import RunStore, config_key
 
 __all__ = [
     "CUTOUT_DIMS",
@@ -47,14 +45,6 @@ CUTOUT_DIMS = ("image", "cutout_y", "cutout_x")
 def chunk_bounds(n: int, per_chunk: int) -> list[tuple[int, int]]:
     """``[start, stop)`` of each chunk of ``n`` items, ``per_chunk`` at a time."""
     return [(s, min(s + per_chunk, n)) for s in range(0, n, per_chunk)]
-
-
-def _config_path(task: str) -> str:
-    return f"{PROGRESS_DIR}/{task}-config.json"
-
-
-def _config_key(config: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def prepare_cutouts(
@@ -99,13 +89,8 @@ def prepare_cutouts(
     StoreError
         If the store holds an image collection of a different length than ``n``.
     """
-    key = _config_key({"n": n, "size": size, "per_chunk": per_chunk, **config})
-    if (
-        not redo
-        and store.has_array("cutouts")
-        and store.exists(_config_path(task))
-        and store.read_json(_config_path(task)).get("key") == key
-    ):
+    key = config_key({"n": n, "size": size, "per_chunk": per_chunk, **config})
+    if not redo and store.task_matches(task, key, "cutouts"):
         return set(store.done_markers(task))
     if store.has_array("images") and coords is not None:
         raise StoreError(
@@ -116,10 +101,7 @@ def prepare_cutouts(
         n_images = store.open_array("images", mode="r").shape[0]
         if n_images != n:
             raise StoreError(f"{n} cutouts for a collection of {n_images} images in {store.url}")
-    store.clear_markers(task)
-    store.remove(_config_path(task))
-    for name in ("cutouts", *(coords or {})):
-        store.remove(f"{ZARR_NAME}/{name}")
+    store.reset_task(task, ["cutouts", *(coords or {})])
     data = da.zeros((n, size, size), chunks=(per_chunk, size, size), dtype=np.float32)
     ds = xr.Dataset(
         {"cutouts": (CUTOUT_DIMS, data)},
@@ -134,7 +116,7 @@ def prepare_cutouts(
     ds["cutouts"].attrs["description"] = "aligned cutouts, float32 in [0, 1]; 0 if none"
     encoding = {"cutouts": {"chunks": (per_chunk, size, size), "compressors": [ZstdCodec(level=1)]}}
     store.write_template(ds, encoding, mode="a")
-    store.write_json(_config_path(task), {"key": key, "config": dict(config)})
+    store.record_task(task, key, config=dict(config))
     log.info("%s: created cutouts (%d, %d, %d) in chunks of %d", task, n, size, size, per_chunk)
     return set()
 

@@ -15,8 +15,6 @@ dimension name within a Dataset.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
@@ -40,7 +38,7 @@ from pipeline.errors import ImageDecodeError, SourceError, StoreError
 from pipeline.imagefiles import probe_image, read_image
 from pipeline.preprocess import GalaxyParams, align_and_cut, to_gray
 from pipeline.progress import ProgressFn, gather_with_progress, no_progress
-from pipeline.store import PROGRESS_DIR, ZARR_NAME, RunStore
+from pipeline.store import RunStore, config_key
 from pipeline.tables import write_table
 
 __all__ = [
@@ -121,10 +119,6 @@ class SourceParams(BaseModel):
             crop_factor=self.crop_factor,
             rescale=self.rescale,
         )
-
-
-def _key(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _is_local(path: str) -> bool:
@@ -243,24 +237,16 @@ def ingest_mosaic(
     info = probe_image(params.source)
     height, width = int(info.shape[0]), int(info.shape[1])
     dtype = _mosaic_dtype(info.dtype)
-    key = _key({"source": params.source, "tile": params.tile, "shape": info.shape})
-    config_path = f"{PROGRESS_DIR}/{INGEST_TASK}-config.json"
-    same = (
-        store.has_array("mosaic")
-        and store.exists(config_path)
-        and store.read_json(config_path).get("key") == key
-    )
-    if redo or not same:
-        store.clear_markers(INGEST_TASK)
-        store.remove(config_path)
-        store.remove(f"{ZARR_NAME}/mosaic")
+    key = config_key({"source": params.source, "tile": params.tile, "shape": info.shape})
+    if redo or not store.task_matches(INGEST_TASK, key, "mosaic"):
+        store.reset_task(INGEST_TASK, ["mosaic"])
         tile = params.tile
         data = da.zeros((height, width), chunks=(tile, tile), dtype=dtype)
         ds = xr.Dataset({"mosaic": (MOSAIC_DIMS, data)})
         ds["mosaic"].attrs["source"] = params.source
         encoding = {"mosaic": {"chunks": (tile, tile), "compressors": [ZstdCodec(level=1)]}}
         store.write_template(ds, encoding, mode="a")
-        store.write_json(config_path, {"key": key, "source": params.source})
+        store.record_task(INGEST_TASK, key, source=params.source)
     done = set(store.done_markers(INGEST_TASK))
     bands = chunk_bounds(height, params.tile)
     todo = [i for i in range(len(bands)) if i not in done]
@@ -395,7 +381,8 @@ def detect_sources(
     n = len(found)
     width = max(7, len(str(max(n - 1, 0))))
     ids = [f"src{k:0{width}d}" for k in range(n)]
-    mosaic_key = store.read_json(f"{PROGRESS_DIR}/{INGEST_TASK}-config.json").get("key", "")
+    # The mosaic's own key: cutouts of an earlier mosaic in this store are not reused.
+    mosaic_key = store.task_key(INGEST_TASK)
     per_chunk = params.cutouts_per_chunk
     bounds = chunk_bounds(n, per_chunk)
     done = prepare_cutouts(

@@ -14,12 +14,13 @@ it and open their own arrays: pixel data never passes through the client or the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,13 +34,19 @@ from zarr.abc.store import Store
 
 from pipeline.errors import StoreError
 
-__all__ = ["ZARR_NAME", "RunStore"]
+__all__ = ["ZARR_NAME", "RunStore", "config_key"]
 
 log = logging.getLogger(__name__)
 
 ZARR_NAME = "store.zarr"
 MANIFEST_NAME = "manifest.json"
 PROGRESS_DIR = "_progress"
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """A stable hash of a JSON-able configuration (what a resumable task was started with)."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,35 @@ class RunStore:
     def clear_markers(self, task: str) -> None:
         """Forget every marker of ``task`` (before redoing it from scratch)."""
         self.remove(self._marker_dir(task))
+
+    def _task_config(self, task: str) -> str:
+        return f"{PROGRESS_DIR}/{task}-config.json"
+
+    def task_matches(self, task: str, key: str, array: str) -> bool:
+        """Whether ``array`` exists and was last started by ``task`` with configuration ``key``.
+
+        Then the chunks with markers are reusable; otherwise the task starts over.
+        """
+        path = self._task_config(task)
+        return (
+            self.has_array(array) and self.exists(path) and self.read_json(path).get("key") == key
+        )
+
+    def task_key(self, task: str) -> str:
+        """The configuration key ``task`` last started with ("" if none)."""
+        path = self._task_config(task)
+        return str(self.read_json(path).get("key", "")) if self.exists(path) else ""
+
+    def reset_task(self, task: str, arrays: Sequence[str]) -> None:
+        """Forget ``task``'s markers and configuration and delete the ``arrays`` it writes."""
+        self.clear_markers(task)
+        self.remove(self._task_config(task))
+        for name in arrays:
+            self.remove(f"{ZARR_NAME}/{name}")
+
+    def record_task(self, task: str, key: str, **info: Any) -> None:
+        """Record the configuration ``key`` ``task`` started with, after creating its arrays."""
+        self.write_json(self._task_config(task), {"key": key, **info})
 
     # -- zarr / xarray -----------------------------------------------------------------------
     def zarr_store(self) -> Store:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dask.array as da
 import pandas as pd
 import pytest
+import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import StoreError
 from pipeline.manifest import Manifest, QuarantineEntry, load_manifest, save_manifest
-from pipeline.store import RunStore
+from pipeline.store import RunStore, config_key
 from pipeline.tables import TABLES, read_table, write_table
 
 
@@ -91,3 +93,18 @@ def test_public_api_does_not_shadow_submodules() -> None:
     assert pipeline.ingest_images is ingest_module.ingest_images
     for name in pipeline.__all__:
         assert getattr(pipeline, name) is not None
+
+
+def test_task_configuration_decides_what_a_rerun_reuses(tmp_path: Path) -> None:
+    store = RunStore(str(tmp_path / "run"))
+    ds = xr.Dataset({"a": (("i",), da.zeros(4, chunks=2))})
+    store.write_template(ds, {}, mode="a")
+    key = config_key({"size": 3})
+    assert config_key({"size": 3}) == key != config_key({"size": 4})
+    assert not store.task_matches("t", key, "a")  # never started
+    store.mark_done("t", 0, {})
+    store.record_task("t", key)
+    assert store.task_matches("t", key, "a") and store.task_key("t") == key
+    assert not store.task_matches("t", config_key({"size": 4}), "a")
+    store.reset_task("t", ["a"])
+    assert store.done_markers("t") == {} and not store.has_array("a") and store.task_key("t") == ""
