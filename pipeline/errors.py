@@ -11,6 +11,7 @@ __all__ = [
     "ImageDecodeError",
     "IngestError",
     "JobSpecError",
+    "ParameterError",
     "PipelineError",
     "SourceError",
     "StageError",
@@ -58,6 +59,10 @@ class JobSpecError(PipelineError, ValueError):
         self.source = source
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid job spec {source}:\n{lines}")
+
+
+class ParameterError(PipelineError, ValueError):
+    """A parameter is out of its allowed range, or does not fit the data it is applied to."""
 
 
 class StageError(PipelineError, RuntimeError):

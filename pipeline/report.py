@@ -10,13 +10,14 @@ from __future__ import annotations
 import html
 import io
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.figures import figure_html, grid_png, table_html
 from pipeline.manifest import Manifest, load_manifest
+from pipeline.report_clusters import clusters_section, reduce_section
 from pipeline.store import RunStore
 from pipeline.tables import read_table
 
@@ -51,40 +52,6 @@ class ReportParams(BaseModel):
     max_quarantine_rows: int = Field(50, ge=0)
 
 
-def _stretch(img: np.ndarray) -> np.ndarray:
-    # 8-bit images are already display-ready (JPEG cutouts are stretched by the survey);
-    # uint16 and float data are unreadable unscaled, so they get a percentile stretch.
-    if img.dtype == np.uint8:
-        return img / 255.0
-    img = img.astype(np.float64)
-    finite = img[np.isfinite(img)]
-    if finite.size == 0:
-        return np.zeros_like(img)
-    lo, hi = np.percentile(finite, [0.5, 99.5])
-    if hi <= lo:
-        return np.zeros_like(img)
-    return np.clip((np.nan_to_num(img, nan=lo) - lo) / (hi - lo), 0, 1)
-
-
-def _grid_png(images: Sequence[np.ndarray], titles: Sequence[str], cmap: str = "gray") -> bytes:
-    """A grid of images with titles, as PNG bytes."""
-    from matplotlib.figure import Figure  # no pyplot: no global figure state
-
-    cols = int(np.ceil(np.sqrt(len(images))))
-    rows = int(np.ceil(len(images) / cols))
-    fig = Figure(figsize=(2 * cols, 2.2 * rows), dpi=100)
-    for k, (img, name) in enumerate(zip(images, titles, strict=True)):
-        ax = fig.add_subplot(rows, cols, k + 1)
-        shown = _stretch(img)
-        ax.imshow(shown, cmap=cmap if shown.ndim == 2 else None, vmin=0, vmax=1)
-        ax.set_title(name, fontsize=7)
-        ax.axis("off")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
 def _montage_png(store: RunStore, count: int, seed: int) -> tuple[bytes, list[str]] | None:
     if count == 0 or not store.has_array("images"):
         return None
@@ -96,12 +63,7 @@ def _montage_png(store: RunStore, count: int, seed: int) -> tuple[bytes, list[st
     pick = np.sort(rng.choice(candidates, size=min(count, candidates.size), replace=False))
     images = np.asarray(store.open_array("images", mode="r").oindex[pick])
     ids = [str(v) for v in np.asarray(store.open_array("image_id", mode="r").oindex[pick])]
-    return _grid_png(list(images), ids), ids
-
-
-def _figure(store: RunStore, name: str, png: bytes, alt: str) -> str:
-    store.write_bytes(f"report/{name}", png)
-    return f"<img src='{name}' alt='{html.escape(alt)}' style='max-width:100%'>"
+    return grid_png(list(images), ids), ids
 
 
 def _catalog_section(store: RunStore, count: int, seed: int) -> str:
@@ -118,7 +80,7 @@ def _catalog_section(store: RunStore, count: int, seed: int) -> str:
         "<h2>Galaxy catalog</h2>",
         f"<p>{n} images: one row each in <code>tables/catalog.parquet</code>; kept galaxies "
         "have an aligned cutout in <code>cutouts</code> (major axis along +x).</p>",
-        _table(["status", "reason", "images", "share"], rows),
+        table_html(["status", "reason", "images", "share"], rows),
     ]
     rng = np.random.default_rng(seed)
     kept = np.flatnonzero(cat["status"].to_numpy() == "kept")
@@ -130,7 +92,7 @@ def _catalog_section(store: RunStore, count: int, seed: int) -> str:
         ]
         parts += [
             "<h3>Sample of kept cutouts (title: image, measured angle)</h3>",
-            _figure(store, "cutouts.png", _grid_png(list(cuts), titles), "kept cutouts"),
+            figure_html(store, "cutouts.png", grid_png(list(cuts), titles), "kept cutouts"),
         ]
     rejected = cat[cat["status"] == "rejected"]
     if count and len(rejected) and store.has_array("images"):
@@ -143,7 +105,7 @@ def _catalog_section(store: RunStore, count: int, seed: int) -> str:
         titles = [f"{cat.reason.iloc[i]}: {cat.image_id.iloc[i]}" for i in pick]
         parts += [
             "<h3>Examples of rejected images (up to 4 per reason)</h3>",
-            _figure(store, "rejected.png", _grid_png(list(imgs), titles), "rejected images"),
+            figure_html(store, "rejected.png", grid_png(list(imgs), titles), "rejected images"),
         ]
     return "\n".join(parts)
 
@@ -186,7 +148,7 @@ def _sources_section(store: RunStore, count: int, seed: int) -> str:
             fig.tight_layout()
             buf = io.BytesIO()
             fig.savefig(buf, format="png")
-            parts.append(_figure(store, "mosaic.png", buf.getvalue(), "mosaic with sources"))
+            parts.append(figure_html(store, "mosaic.png", buf.getvalue(), "mosaic with sources"))
     if count and len(src) and store.has_array("cutouts"):
         rng = np.random.default_rng(seed)
         pick = np.sort(rng.choice(len(src), size=min(count, len(src)), replace=False))
@@ -194,19 +156,9 @@ def _sources_section(store: RunStore, count: int, seed: int) -> str:
         titles = [str(src.image_id.iloc[i]) for i in pick]
         parts += [
             "<h3>Sample of source cutouts</h3>",
-            _figure(store, "source_cutouts.png", _grid_png(list(cuts), titles), "cutouts"),
+            figure_html(store, "source_cutouts.png", grid_png(list(cuts), titles), "cutouts"),
         ]
     return "\n".join(parts)
-
-
-def _table(header: list[str], rows: list[list[Any]], classes: list[str] | None = None) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = []
-    for i, row in enumerate(rows):
-        cls = f' class="{classes[i]}"' if classes else ""
-        cells = "".join(f"<td>{html.escape(str(c))}</td>" for c in row)
-        body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
 def _stages_section(manifest: Manifest, current: str | None) -> str:
@@ -228,7 +180,9 @@ def _stages_section(manifest: Manifest, current: str | None) -> str:
         classes.append(rec.status if status == rec.status else "done")
     if not rows:
         return "<p>No stage has run yet.</p>"
-    return _table(["stage", "status", "started (UTC)", "seconds", "counts", "error"], rows, classes)
+    return table_html(
+        ["stage", "status", "started (UTC)", "seconds", "counts", "error"], rows, classes
+    )
 
 
 def _collection_section(store: RunStore, manifest: Manifest) -> str:
@@ -245,7 +199,7 @@ def _collection_section(store: RunStore, manifest: Manifest) -> str:
         ["chunk (images)", str(col.get("per_chunk"))],
         ["status", str(col.get("status"))],
     ]
-    return _table(["", ""], rows) + f"<p>Coordinates: {coords}</p>"
+    return table_html(["", ""], rows) + f"<p>Coordinates: {coords}</p>"
 
 
 def _quarantine_section(manifest: Manifest, limit: int) -> str:
@@ -256,7 +210,7 @@ def _quarantine_section(manifest: Manifest, limit: int) -> str:
     more = f"<p>... and {len(q) - limit} more.</p>" if len(q) > limit else ""
     return (
         f"<p>{len(q)} input(s) set aside; all are in <code>tables/quarantine.parquet</code>.</p>"
-        + _table(["stage", "file", "reason"], rows)
+        + table_html(["stage", "file", "reason"], rows)
         + more
     )
 
@@ -312,6 +266,8 @@ def write_report(
     versions = ", ".join(f"{k} {v}" for k, v in sorted(manifest.versions.items()))
     parts.append(_catalog_section(store, params.montage_images, seed))
     parts.append(_sources_section(store, params.montage_images, seed))
+    parts.append(reduce_section(store))
+    parts.append(clusters_section(store, seed))
     parts += [f"<h2>Versions</h2><p>{html.escape(versions)}</p>", "</body></html>"]
     store.write_bytes("report/index.html", "\n".join(parts).encode())
     log.info("report written to %s", store.path("report/index.html"))

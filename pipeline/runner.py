@@ -51,9 +51,15 @@ def _complete(store: RunStore, step: JobStep) -> bool:
 
 
 def pending_steps(job: Job, force: Sequence[str] = ()) -> list[JobStep]:
-    """The steps a run of ``job`` would run: forced ones and those not complete."""
+    """The steps a run of ``job`` would run: forced ones, those not complete, and every step
+    after one of those (a later step reads what the earlier ones write, e.g. clustering reads
+    the PCA of ``reduce``: rerunning one must refresh the others)."""
     store = RunStore(job.spec.store)
-    return [s for s in job.steps if s.name in force or not _complete(store, s)]
+    todo: list[JobStep] = []
+    for s in job.steps:
+        if todo or s.name in force or not _complete(store, s):
+            todo.append(s)
+    return todo
 
 
 def _record(store: RunStore, rec: StageRecord) -> None:

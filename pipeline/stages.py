@@ -17,6 +17,16 @@ from distributed import Client
 from pydantic import BaseModel
 
 from pipeline.catalog import build_catalog
+from pipeline.cluster.stages import (
+    AgglomerativeParams,
+    DBSCANParams,
+    KMeansParams,
+    SOMParams,
+    run_agglomerative,
+    run_dbscan,
+    run_kmeans,
+    run_som,
+)
 from pipeline.ingest import IngestParams, check_ingest, ingest_images
 from pipeline.mosaic import (
     MosaicParams,
@@ -27,6 +37,7 @@ from pipeline.mosaic import (
 )
 from pipeline.preprocess import GalaxyParams
 from pipeline.progress import ProgressFn, no_progress
+from pipeline.reduce import REDUCED, ReduceParams, run_reduce
 from pipeline.report import ReportParams, write_report
 from pipeline.store import RunStore
 
@@ -108,6 +119,26 @@ def _detect_sources_stage(ctx: RunContext, params: SourceParams) -> dict[str, in
     return detect_sources(ctx.store, params, ctx.client, redo=ctx.forced, progress=ctx.progress)
 
 
+def _reduce_stage(ctx: RunContext, params: ReduceParams) -> dict[str, int]:
+    return run_reduce(ctx.store, params, ctx.client, seed=ctx.seed)
+
+
+def _kmeans_stage(ctx: RunContext, params: KMeansParams) -> dict[str, int]:
+    return run_kmeans(ctx.store, params, ctx.client, seed=ctx.seed)
+
+
+def _dbscan_stage(ctx: RunContext, params: DBSCANParams) -> dict[str, int]:
+    return run_dbscan(ctx.store, params, ctx.client, seed=ctx.seed, progress=ctx.progress)
+
+
+def _agglomerative_stage(ctx: RunContext, params: AgglomerativeParams) -> dict[str, int]:
+    return run_agglomerative(ctx.store, params, ctx.client, seed=ctx.seed)
+
+
+def _som_stage(ctx: RunContext, params: SOMParams) -> dict[str, int]:
+    return run_som(ctx.store, params, ctx.client, seed=ctx.seed)
+
+
 def _report_stage(ctx: RunContext, params: ReportParams) -> dict[str, int]:
     write_report(ctx.store, params, seed=ctx.seed, current_step=ctx.step)
     return {"montage_images": params.montage_images}
@@ -147,6 +178,47 @@ def stage_registry() -> dict[str, StageDef]:
             ("tables/sources.parquet", "store.zarr/cutouts/zarr.json"),
             "blob detection over the mosaic's tiles (equal to whole-image detection) -> "
             "sources table + aligned cutouts",
+        ),
+        StageDef(
+            "reduce",
+            _reduce_stage,
+            ReduceParams,
+            (
+                f"store.zarr/{REDUCED}/zarr.json",
+                "tables/explained_variance.parquet",
+                "models/pca.npz",
+            ),
+            "PCA of a store array (default: the kept cutouts), streamed from Zarr -> `reduced` "
+            "(image, component), explained variance, the basis for new data",
+        ),
+        StageDef(
+            "kmeans",
+            _kmeans_stage,
+            KMeansParams,
+            ("tables/clusters.parquet", "tables/cluster_metrics.parquet", "models/kmeans.npz"),
+            "k-means (k-means++ on a sample, Lloyd over chunks) with k from the elbow (kneed)",
+        ),
+        StageDef(
+            "dbscan",
+            _dbscan_stage,
+            DBSCANParams,
+            ("tables/clusters.parquet", "tables/cluster_metrics.parquet"),
+            "DBSCAN with the eps sweep run in parallel; sample-then-assign above a size",
+        ),
+        StageDef(
+            "agglomerative",
+            _agglomerative_stage,
+            AgglomerativeParams,
+            ("tables/clusters.parquet", "tables/cluster_metrics.parquet"),
+            "Ward/average agglomerative clustering; sample-then-assign above a size",
+        ),
+        StageDef(
+            "som",
+            _som_stage,
+            SOMParams,
+            ("tables/clusters.parquet", "tables/cluster_metrics.parquet", "models/som.npz"),
+            "self-organising map (MiniSom, or a batch SOM across workers at scale), U-matrix, "
+            "agglomerative clustering of the winners",
         ),
         StageDef(
             "report",

@@ -38,6 +38,7 @@ from PIL import Image
 __all__ = [
     "GALAXY_CLASSES",
     "IMAGE_KINDS",
+    "MANIFEST_FILENAME",
     "TRUTH_COLUMNS",
     "TRUTH_FILENAME",
     "GalaxyFractions",
@@ -71,6 +72,9 @@ TRUTH_COLUMNS: Final[tuple[str, ...]] = (
 
 TRUTH_FILENAME: Final = "truth.csv"
 """Name of the truth table that :func:`generate_galaxies` writes next to the JPEGs."""
+MANIFEST_FILENAME: Final = "manifest.csv"
+"""Name of the ingest manifest written beside: ``file``, ``image_id``, ``galaxy_class``, ``kind``
+(the truth columns an ingest may carry as metadata; ``x``/``y`` are reserved names there)."""
 MIN_SIZE: Final = 64
 
 # Geometry is specified for the 424 px Galaxy Zoo cutout size and scaled linearly so
@@ -558,7 +562,8 @@ def generate_galaxies(
     ----------
     out_dir : str or os.PathLike
         Output directory; created (with parents) if missing. Files named
-        ``{image_id}.jpg`` and ``truth.csv`` are overwritten; nothing else is touched.
+        ``{image_id}.jpg``, ``truth.csv`` and ``manifest.csv`` are overwritten; nothing else
+        is touched.
     count : int
         Number of cutouts, at least 1.
     seed : int
@@ -639,6 +644,9 @@ def generate_galaxies(
 
     frame = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
     frame.to_csv(out / TRUTH_FILENAME, index=False, lineterminator="\n")
+    frame[["file", "image_id", "galaxy_class", "kind"]].to_csv(
+        out / MANIFEST_FILENAME, index=False, lineterminator="\n"
+    )
     return frame
 
 
