@@ -40,8 +40,10 @@ pytest: $(STAMP)
 test: lint pytest
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/preprocess.py
+	$(BIN)/python benchmarks/cluster.py
 
 clean:
 	rm -rf runs data/demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

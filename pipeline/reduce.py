@@ -111,7 +111,7 @@ def run_reduce(
     rows_per_chunk = projected.chunks[0][0]
     projected = projected.rechunk((rows_per_chunk, -1))
     k = params.n_components
-    store.reset_task("reduce", [REDUCED])
+    store.reset_task("reduce", [REDUCED, "component"])
     template = xr.Dataset(
         {
             REDUCED: (

@@ -67,7 +67,8 @@ def test_force_redoes_a_complete_stage(client: Client, tmp_path: Path) -> None:
     make_folder(tmp_path / "in", 5)
     run_job(_job(tmp_path), client=client)  # type: ignore[arg-type]
     forced = run_job(_job(tmp_path), client=client, force=["ingest"])  # type: ignore[arg-type]
-    assert forced.ran == ["ingest"]
+    # Every later step reads what ingest wrote, so it runs again too.
+    assert forced.ran == ["ingest", "report"]
     assert forced.counts["ingest"]["chunks_written"] == forced.counts["ingest"]["chunks"]
     with pytest.raises(JobSpecError, match="no step 'ingset'"):
         run_job(_job(tmp_path), client=client, force=["ingset"])  # type: ignore[arg-type]
@@ -120,21 +121,39 @@ def test_galaxy_survey_job_runs_on_generated_data(client: Client, tmp_path: Path
     from pipeline.synth.galaxies import generate_galaxies
 
     data = tmp_path / "galaxies"
-    generate_galaxies(data, count=12, seed=0, size=128)
-    job = load_job(
-        "jobs/galaxy_survey.yaml",
-        [
-            f"store={tmp_path / 'run'}",
-            f"input.sources=[{data}]",
-            "preprocess.window=20",
-            "preprocess.cutout_size=32",
-        ],
-    )
+    generate_galaxies(data, count=40, seed=0, size=128)
+    overrides = [
+        f"store={tmp_path / 'run'}",
+        f"input.sources=[{data / 'manifest.csv'}]",
+        "preprocess.window=20",
+        "preprocess.cutout_size=32",
+        "reduce.n_components=5",
+        "kmeans.k_range=[1, 5]",
+        "dbscan.min_clusters=2",
+        "dbscan.max_noise=0.5",
+        "som.side=8",
+        "som.sigma=3",
+    ]
+    job = load_job("jobs/galaxy_survey.yaml", overrides)
     summary = run_job(job, client=client)
-    assert summary.ran == ["ingest", "preprocess", "report"]
+    steps = ["ingest", "preprocess", "reduce", "kmeans", "dbscan", "agglomerative", "som"]
+    assert summary.ran == [*steps, "report"]
     store = RunStore(str(tmp_path / "run"))
     catalog = read_table(store, "catalog")
-    assert len(catalog) == 12 and set(catalog.status) <= {"kept", "rejected"}
-    assert store.exists("report/cutouts.png")
+    assert len(catalog) == 40 and set(catalog.status) <= {"kept", "rejected"}
+    kept = catalog.index[catalog.status == "kept"].to_numpy()
+    clusters = read_table(store, "clusters")
+    assert clusters["image"].tolist() == kept.tolist()
+    assert {"kmeans", "dbscan", "agglomerative", "som", "som_row", "som_col"} <= set(clusters)
+    metrics = read_table(store, "cluster_metrics")
+    assert metrics["method"].tolist() == ["kmeans", "dbscan", "agglomerative", "som"]
+    assert (metrics["label_column"] == "galaxy_class").all() and metrics["ari"].notna().all()
+    for png in ("cutouts.png", "explained_variance.png", "elbow.png", "som_umatrix.png"):
+        assert store.exists(f"report/{png}"), png
+    assert store.exists("report/montage_kmeans.png")
     # The same job again: every step is complete and skipped.
-    assert run_job(job, client=client).skipped == ["ingest", "preprocess", "report"]
+    assert run_job(job, client=client).skipped == [*steps, "report"]
+    # A changed reduction reruns it and every step after it, which read its output.
+    changed = load_job("jobs/galaxy_survey.yaml", [*overrides, "reduce.n_components=4"])
+    again = run_job(changed, client=client)
+    assert again.ran == steps[2:] + ["report"]
