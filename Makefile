@@ -19,13 +19,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-$(DEMO_DATA)/truth.csv: | $(STAMP)
+$(DEMO_DATA)/manifest.csv: | $(STAMP)
 	$(BIN)/pipeline synth galaxies $(DEMO_DATA) --count 200 --seed 0
 
 $(DEMO_MOSAIC): | $(STAMP)
 	$(BIN)/pipeline synth mosaic $(DEMO_MOSAIC) --height 4096 --width 4096 --seed 0
 
-demo: $(STAMP) $(DEMO_DATA)/truth.csv $(DEMO_MOSAIC)
+demo: $(STAMP) $(DEMO_DATA)/manifest.csv $(DEMO_MOSAIC)
 	$(BIN)/pipeline run jobs/galaxy_survey.yaml
 	$(BIN)/pipeline run jobs/mosaic_survey.yaml
 
