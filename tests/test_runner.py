@@ -156,4 +156,4 @@ def test_galaxy_survey_job_runs_on_generated_data(client: Client, tmp_path: Path
     # A changed reduction reruns it and every step after it, which read its output.
     changed = load_job("jobs/galaxy_survey.yaml", [*overrides, "reduce.n_components=4"])
     again = run_job(changed, client=client)
-    assert again.ran == steps[2:] + ["report"]
+    assert again.ran == [*steps[2:], "report"]
