@@ -48,7 +48,7 @@ def signs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize(
     ("data", "k", "chunks"),
     [
-        ("lowrank", 10, ((700, 333, 467), (120,))),  # uneven row chunks
+        ("lowrank", 10, ((700, 0, 333, 467), (120,))),  # uneven row chunks, one empty
         ("lowrank", 10, (333, 50)),  # uneven rows and columns (rechunked to one column)
         ("digits", 10, (400, 64)),  # 1797 rows: last chunk of 197
         ("digits_uint8", 20, (250, 64)),
@@ -95,6 +95,8 @@ def test_transform_is_lazy_and_blockwise(lowrank: np.ndarray, method: str) -> No
     expected = basis.transform(lowrank)
     assert isinstance(expected, np.ndarray) and expected.dtype == np.float32
     np.testing.assert_allclose(y.compute(), expected, rtol=1e-5, atol=1e-4)
+    split = basis.transform(da.from_array(lowrank, chunks=(400, 50)))  # three column chunks
+    np.testing.assert_allclose(split.compute(), expected, rtol=1e-5, atol=1e-4)
     assert basis.transform(lowrank.astype(np.int32)).dtype == np.float64
 
 
@@ -111,22 +113,28 @@ def test_deterministic_and_chunk_independent(lowrank: np.ndarray) -> None:
         fit_pca(x, 8, seed=4),
         fit_pca(x, 8, method="exact"),
     ):
-        for name in ARRAY_NAMES:  # no sign alignment: the convention must hold by itself
-            np.testing.assert_allclose(getattr(other, name), getattr(a, name), rtol=1e-7, atol=1e-9)
+        # No sign alignment: the convention must hold by itself. float32 data is multiplied
+        # in float32, so other chunkings change the basis at float32 rounding (~1e-6).
+        for name in ARRAY_NAMES:
+            np.testing.assert_allclose(getattr(other, name), getattr(a, name), rtol=1e-5, atol=1e-7)
     rows = np.arange(8)
     biggest = a.components[rows, np.abs(a.components).argmax(axis=1)]
     assert (biggest > 0).all()  # sklearn's PCA convention: largest loading positive
 
 
 def test_on_distributed_client(client: Any, lowrank: np.ndarray) -> None:
-    """The same basis when computed on a distributed cluster."""
+    """The same basis, and the same projection, when computed on a distributed cluster."""
     x = da.from_array(lowrank, chunks=(300, 120))
-    local = fit_pca(x, 6)
+    local = fit_pca(x, 6, method="exact")
+    expected = local.transform(lowrank)
+    np.testing.assert_allclose(
+        client.compute(local.transform(x)).result(), expected, rtol=1e-5, atol=1e-4
+    )
     for method in METHODS:
         remote = fit_pca(x, 6, method=method, client=client)
-        for name in ARRAY_NAMES:
+        for name in ARRAY_NAMES:  # float32 data: float32 products (see above)
             np.testing.assert_allclose(
-                getattr(remote, name), getattr(local, name), rtol=1e-7, atol=1e-9
+                getattr(remote, name), getattr(local, name), rtol=1e-5, atol=1e-7
             )
 
 
@@ -180,6 +188,7 @@ GOOD = low_rank(40, 8, 3)
     ("x", "kwargs", "match"),
     [
         (GOOD, {"n_components": 0}, r"n_components=0 .*1 <= n_components <= .* = 8"),
+        (GOOD, {"n_components": 2.5}, r"n_components=2.5 .*expected an integer"),
         (GOOD, {"n_components": 9}, r"n_components=9 .*shape \(40, 8\)"),
         (GOOD[:5], {"n_components": 6}, r"n_components=6 .* = 5"),
         (GOOD[:1], {"n_components": 1}, r"1 row\(s\); PCA needs at least 2"),
@@ -198,7 +207,6 @@ GOOD = low_rank(40, 8, 3)
         ),
     ],
 )
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
 def test_bad_input_names_the_problem(x: Any, kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ParameterError, match=match):
         fit_pca(x, **kwargs)
