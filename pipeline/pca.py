@@ -198,7 +198,8 @@ def fit_pca(
     xd = _prepare(x, n_components, method, n_power_iter, oversample)
     n, d = xd.shape
     with _scheduler(client):
-        if _fits_in_memory(xd, client):
+        in_memory = _fits_in_memory(xd, client)
+        if in_memory:
             # Every SVD pass then reads worker memory instead of the store; a matrix larger
             # than half the cluster's memory is streamed from its chunks on every pass.
             xd = xd.persist()
@@ -208,7 +209,12 @@ def fit_pca(
         mean_row = da.from_array(mean[None, :], chunks=-1)
         xc = da.map_blocks(centre_block, xd, mean_row, dtype=np.float64)
         if method == "randomized":
-            s, vt = _randomized_svd(xd, mean, n_components, n_power_iter, oversample, seed)
+            if in_memory:  # centre once, in place of the raw blocks, rather than per pass
+                xd = da.map_blocks(_centred, xd, mean, dtype=_work_dtype(xd.dtype)).persist()
+                centre: F64 | None = None
+            else:
+                centre = mean
+            s, vt = _randomized_svd(xd, centre, n_components, n_power_iter, oversample, seed)
         else:
             _, s, vt = da.linalg.svd(xc)
             s, vt = dask.compute(s[:n_components], vt[:n_components])
@@ -293,26 +299,32 @@ def _fits_in_memory(xd: da.Array, client: Client | None) -> bool:
     return 0 < xd.nbytes <= 0.5 * limit
 
 
-def _centred(block: np.ndarray, mean: F64) -> np.ndarray:
+def _work_dtype(dtype: Any) -> type[np.floating[Any]]:
+    return np.float32 if dtype == np.float32 else np.float64
+
+
+def _centred(block: np.ndarray, mean: F64 | None) -> np.ndarray:
     """``block - mean`` in float32 for float32 blocks (exact: the values are already float32),
-    else in float64."""
-    work = np.float32 if block.dtype == np.float32 else np.float64
+    else in float64; ``mean=None``: the block is already centred."""
+    work = _work_dtype(block.dtype)
+    if mean is None:
+        return block if block.dtype == work else block.astype(work)
     return np.subtract(block, mean.astype(work), dtype=work)
 
 
-def _product_block(block: np.ndarray, mean: F64, right: F64) -> F64:
+def _product_block(block: np.ndarray, mean: F64 | None, right: F64) -> F64:
     """``(block - mean) @ right`` for one row block: (rows, l) float64."""
     c = _centred(block, mean)
     return np.asarray(c @ right.astype(c.dtype), dtype=np.float64)
 
 
-def _transpose_product_block(block: np.ndarray, mean: F64, q: np.ndarray) -> F64:
+def _transpose_product_block(block: np.ndarray, mean: F64 | None, q: np.ndarray) -> F64:
     """``(block - mean)^T @ q`` for one row block: (d, l) float64."""
     c = _centred(block, mean)
     return np.asarray(c.T @ q.astype(c.dtype), dtype=np.float64)
 
 
-def _orthonormal_range(xd: da.Array, mean: F64, right: F64) -> da.Array:
+def _orthonormal_range(xd: da.Array, mean: F64 | None, right: F64) -> da.Array:
     """An orthonormal basis of the range of ``(x - mean) @ right``: (n, l), persisted.
 
     Float32 data is centred and multiplied in float32 (twice BLAS's float64 speed, and no
@@ -331,7 +343,7 @@ def _sum_arrays(*parts: F64) -> F64:
     return np.sum(parts, axis=0)
 
 
-def _left_product(xd: da.Array, mean: F64, q: da.Array) -> F64:
+def _left_product(xd: da.Array, mean: F64 | None, q: da.Array) -> F64:
     """``(x - mean)^T @ q``: (d, l) float64, summed over the row blocks in a tree."""
     blocks = zip(xd.to_delayed().ravel(), q.to_delayed().ravel(), strict=True)
     level = [dask.delayed(_transpose_product_block)(a, mean, b) for a, b in blocks]
@@ -341,7 +353,7 @@ def _left_product(xd: da.Array, mean: F64, q: da.Array) -> F64:
 
 
 def _randomized_svd(
-    xd: da.Array, mean: F64, k: int, n_power_iter: int, oversample: int, seed: int
+    xd: da.Array, mean: F64 | None, k: int, n_power_iter: int, oversample: int, seed: int
 ) -> tuple[F64, F64]:
     """Top-k singular values and right vectors of ``x - mean`` (Halko et al. 2011, with a QR
     step after every power iteration, as ``svd_compressed(iterator="QR")``).
