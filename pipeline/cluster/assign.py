@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import dask.array as da
 import numpy as np
+from distributed import Client
 from sklearn.metrics import pairwise_distances_argmin_min
 
 __all__ = ["Sample", "assign_nearest", "fit_sample"]
@@ -37,7 +38,7 @@ class Sample:
     sampled: bool
 
 
-def fit_sample(x: Matrix, max_size: int, seed: int) -> Sample:
+def fit_sample(x: Matrix, max_size: int, seed: int, client: Client | None = None) -> Sample:
     """All of ``x`` when it has at most ``max_size`` rows, else a seeded sample of that size.
 
     Parameters
@@ -46,6 +47,8 @@ def fit_sample(x: Matrix, max_size: int, seed: int) -> Sample:
         Only the sampled rows are read (and brought into memory).
     max_size : int
     seed : int
+    client : distributed.Client, optional
+        Reads the sampled rows of a dask ``x`` on this client.
     """
     n = x.shape[0]
     if n <= max_size:
@@ -54,7 +57,7 @@ def fit_sample(x: Matrix, max_size: int, seed: int) -> Sample:
         rows = np.sort(np.random.default_rng(seed).choice(n, size=max_size, replace=False))
     data = x[rows] if len(rows) < n else x
     if isinstance(data, da.Array):
-        data = data.compute()
+        data = client.compute(data).result() if client is not None else data.compute()
     return Sample(rows, np.asarray(data, dtype=np.float64), len(rows) < n)
 
 

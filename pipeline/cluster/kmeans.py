@@ -29,6 +29,7 @@ from scipy import sparse
 from sklearn.cluster import kmeans_plusplus
 from threadpoolctl import threadpool_limits
 
+from pipeline.cluster.assign import fit_sample
 from pipeline.errors import ParameterError
 
 __all__ = [
@@ -245,14 +246,7 @@ def sample_rows(x: Matrix, size: int, seed: int, client: Client | None = None) -
     -------
     ndarray, shape (min(size, n_finite), d), float64
     """
-    x = _as_matrix(x)
-    n = x.shape[0]
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(n, size=min(size, n), replace=False))
-    rows = x[idx]
-    if isinstance(rows, da.Array):
-        rows = client.compute(rows).result() if client is not None else rows.compute()
-    return _finite_rows(np.asarray(rows))
+    return _finite_rows(fit_sample(_as_matrix(x), size, seed, client).data)
 
 
 def _check_k(k: int, n_rows: int) -> None:

@@ -337,7 +337,7 @@ def run_dbscan(
     metrics row.
     """
     m = open_matrix(store, params.input, params.rows)
-    sample = fit_sample(m.data, params.max_fit_size, seed)
+    sample = fit_sample(m.data, params.max_fit_size, seed, client)
     if params.eps is None:
         sweep = dbscan_sweep(
             sample.data,
@@ -389,7 +389,7 @@ def _agglomerate(
     seed: int,
     client: Client | None,
 ) -> tuple[np.ndarray, int]:
-    sample = fit_sample(x, max_fit_size, seed)
+    sample = fit_sample(x, max_fit_size, seed, client)
     fit = fit_agglomerative(
         sample.data, linkage=linkage, n_clusters=n_clusters, distance_threshold=distance_threshold
     )
