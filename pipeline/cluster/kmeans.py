@@ -116,22 +116,35 @@ class ElbowResult:
 # -- per-block work (pure, module level: shipped to workers) ------------------------------
 
 
-def _finite_rows(block: np.ndarray) -> np.ndarray:
-    """The block's finite rows as float64 (rows with any NaN are not part of the data)."""
+def _finite_rows_and_norms(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The block's finite rows as float64 and their squared norms (m,).
+
+    The squared norm is non-finite exactly when the row holds NaN or inf, so one reduction
+    serves both the finiteness check and the inertia (computed once per block, not per
+    centre set).
+    """
     x = np.asarray(block, dtype=np.float64)
     if x.ndim != 2:
         x = x.reshape(x.shape[0], -1)
-    keep = np.isfinite(x).all(axis=1)
-    return x if keep.all() else x[keep]
+    norms = np.einsum("ij,ij->i", x, x)
+    keep = np.isfinite(norms)
+    return (x, norms) if keep.all() else (x[keep], norms[keep])
+
+
+def _finite_rows(block: np.ndarray) -> np.ndarray:
+    """The block's finite rows as float64 (rows with any NaN are not part of the data)."""
+    return _finite_rows_and_norms(block)[0]
 
 
 def _nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the nearest centre and the squared distance to it, for each row of ``x``."""
-    # |x - c|^2 = |x|^2 - 2 x.c + |c|^2: one matrix product instead of a (n, k, d) difference.
+    """Index of the nearest centre and ``|c|^2 - 2 x.c`` at it, for each row of ``x``.
+
+    ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2``: one matrix product instead of a (n, k, d)
+    difference; ``|x|^2`` does not change the argmin and is added by the caller.
+    """
     d2 = (centers * centers).sum(axis=1)[None, :] - 2.0 * (x @ centers.T)
     labels = d2.argmin(axis=1)
-    best = d2[np.arange(x.shape[0]), labels] + (x * x).sum(axis=1)
-    return labels, np.maximum(best, 0.0)
+    return labels, d2[np.arange(x.shape[0]), labels]
 
 
 def block_stats(
@@ -152,7 +165,8 @@ def block_stats(
         ``counts`` (k_i,) float64; ``inertia`` the sum of squared distances to the nearest
         centre.
     """
-    x = _finite_rows(block)
+    x, norms = _finite_rows_and_norms(block)
+    total_norm = float(norms.sum())
     out = []
     for centers in center_sets:
         k = centers.shape[0]
@@ -172,7 +186,8 @@ def block_stats(
                 )
                 @ x
             )
-        out.append((sums, np.bincount(labels, minlength=k).astype(float), d2.sum()))
+        inertia = max(total_norm + float(d2.sum()), 0.0)
+        out.append((sums, np.bincount(labels, minlength=k).astype(float), inertia))
     return out
 
 
