@@ -202,11 +202,19 @@ def _scoring_features(
     return _compute(m.data[rows], client), rows
 
 
+def _open(store: RunStore, params: ClusterInput) -> tuple[FeatureMatrix, np.ndarray | None]:
+    """The feature matrix and the known labels, both checked before any clustering runs."""
+    m = open_matrix(store, params.input, params.rows)
+    truth = row_labels(store, params.label_column, m.positions) if params.label_column else None
+    return m, truth
+
+
 def _finish(
     store: RunStore,
     params: ClusterInput,
     method: str,
     m: FeatureMatrix,
+    truth: np.ndarray | None,
     labels: np.ndarray,
     *,
     space: str,
@@ -234,8 +242,8 @@ def _finish(
         "label_column": params.label_column or "",
         "params": json.dumps(chosen, sort_keys=True),
     }
-    if params.label_column:
-        row.update(agreement_scores(labels, row_labels(store, params.label_column, m.positions)))
+    if truth is not None:
+        row.update(agreement_scores(labels, truth))
     write_cluster_metrics(store, row)
     log.info(
         "%s: %d cluster(s), %d noise, silhouette %.3f, ARI %s",
@@ -273,7 +281,7 @@ def run_kmeans(
     (elbow search only), ``models/kmeans.npz`` (centres, for :func:`predict_kmeans`) and the
     metrics row.
     """
-    m = open_matrix(store, params.input, params.rows)
+    m, truth = _open(store, params)
     opts: dict[str, Any] = {
         "n_init": params.n_init,
         "max_iter": params.max_iter,
@@ -313,6 +321,7 @@ def run_kmeans(
         params,
         "kmeans",
         m,
+        truth,
         labels,
         space=_space(m),
         features=features,
@@ -336,7 +345,7 @@ def run_dbscan(
     Writes the ``dbscan`` column, ``tables/dbscan_sweep.parquet`` (sweep only) and the
     metrics row.
     """
-    m = open_matrix(store, params.input, params.rows)
+    m, truth = _open(store, params)
     sample = fit_sample(m.data, params.max_fit_size, seed, client)
     if params.eps is None:
         sweep = dbscan_sweep(
@@ -369,6 +378,7 @@ def run_dbscan(
         params,
         "dbscan",
         m,
+        truth,
         labels,
         space=_space(m),
         features=features,
@@ -404,7 +414,7 @@ def run_agglomerative(
 ) -> dict[str, int]:
     """Agglomerative clustering of the store's feature matrix (sample-then-assign above
     ``max_fit_size`` rows). Writes the ``agglomerative`` column and the metrics row."""
-    m = open_matrix(store, params.input, params.rows)
+    m, truth = _open(store, params)
     labels, fit_size = _agglomerate(
         m.data,
         max_fit_size=params.max_fit_size,
@@ -425,6 +435,7 @@ def run_agglomerative(
         params,
         "agglomerative",
         m,
+        truth,
         labels,
         space=_space(m),
         features=features,
@@ -445,7 +456,7 @@ def run_som(
     U-matrix) and the metrics row (scored on the winners' grid coordinates, the space that
     was clustered).
     """
-    m = open_matrix(store, params.input, params.rows)
+    m, truth = _open(store, params)
     shape = grid_shape(m.n_rows, params.side, params.max_side)
     method = params.method
     if method == "auto":
@@ -503,6 +514,7 @@ def run_som(
         params,
         "som",
         m,
+        truth,
         labels,
         space=f"som winners (grid cells of a {shape[0]}x{shape[1]} map of {_space(m)})",
         features=cells.astype(np.float64),

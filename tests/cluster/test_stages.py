@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,9 +17,11 @@ from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 
 from pipeline.artifacts import load_arrays
+from pipeline.cluster.stages import DBSCANParams, KMeansParams, run_dbscan, run_kmeans
+from pipeline.errors import ParameterError, StoreError
 from pipeline.jobs import parse_job
 from pipeline.matrix import open_matrix
-from pipeline.reduce import load_pca
+from pipeline.reduce import ReduceParams, load_pca, run_reduce
 from pipeline.runner import run_job
 from pipeline.store import RunStore
 from pipeline.tables import read_table
@@ -144,3 +147,37 @@ def test_report_shows_the_clustering(digits_run: tuple[RunStore, np.ndarray]) ->
     ):
         assert f"{png}.png" in page and store.exists(f"report/{png}.png"), png
     assert "ARI" in page and "digit" in page
+
+
+@pytest.mark.parametrize(
+    ("run", "match"),
+    [
+        (
+            lambda store: run_reduce(store, ReduceParams(input="images", n_components=500), None),
+            "n_components = 500.*choose n_components <= 64",
+        ),
+        (
+            lambda store: run_kmeans(store, KMeansParams(k=3, input="embeddings"), None),
+            "'embeddings' is not in",
+        ),
+        (
+            lambda store: run_kmeans(store, KMeansParams(k=3, label_column="species"), None),
+            "label column 'species'.*digit",
+        ),
+        (
+            lambda store: run_dbscan(store, DBSCANParams(label_column="species"), None),
+            "label column 'species'",
+        ),
+    ],
+    ids=["too-many-components", "missing-array", "unknown-label", "unknown-label-dbscan"],
+)
+def test_bad_stage_input_names_it_and_keeps_earlier_results(
+    digits_run: tuple[RunStore, np.ndarray], run: Any, match: str
+) -> None:
+    store, _ = digits_run
+    before = read_table(store, "clusters")
+    with pytest.raises((ParameterError, StoreError), match=match):
+        run(store)
+    # Checked before any work: the earlier results are untouched.
+    pd.testing.assert_frame_equal(read_table(store, "clusters"), before)
+    assert store.open_dataset()["reduced"].shape == (1797, 20)
