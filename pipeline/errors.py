@@ -7,6 +7,7 @@ callers can catch either. Messages name the bad value, what was expected and wha
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointError",
     "CollectionMismatchError",
     "ImageDecodeError",
     "IngestError",
@@ -63,6 +64,11 @@ class JobSpecError(PipelineError, ValueError):
 
 class ParameterError(PipelineError, ValueError):
     """A parameter is out of its allowed range, or does not fit the data it is applied to."""
+
+
+class CheckpointError(PipelineError, ValueError):
+    """A model checkpoint is missing, unreadable (truncated, not weights-only) or does not fit
+    the model or the data it is used with."""
 
 
 class StageError(PipelineError, RuntimeError):

@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline.store import RunStore
 
-__all__ = ["figure_html", "grid_png", "png_bytes", "stretch", "table_html"]
+__all__ = ["figure_html", "grid_png", "new_figure", "png_bytes", "stretch", "table_html"]
 
 
 def png_bytes(fig: Any) -> bytes:
@@ -51,6 +51,13 @@ def grid_png(images: Sequence[np.ndarray], titles: Sequence[str], cmap: str = "g
         ax.axis("off")
     fig.tight_layout()
     return png_bytes(fig)
+
+
+def new_figure(width: float, height: float) -> Any:
+    """A matplotlib Figure of ``width`` x ``height`` inches (no pyplot: no global state)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100)
 
 
 def figure_html(store: RunStore, name: str, png: bytes, alt: str) -> str:

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.figures import figure_html, grid_png, table_html
+from pipeline.figures import figure_html, grid_png, new_figure, table_html
 from pipeline.manifest import Manifest, load_manifest
 from pipeline.report_clusters import clusters_section, reduce_section
+from pipeline.report_embed import embed_section, probe_section
 from pipeline.store import RunStore
 from pipeline.tables import read_table
 
@@ -128,14 +129,13 @@ def _sources_section(store: RunStore, count: int, seed: int) -> str:
         h, w = mosaic.shape
         step = max(1, int(np.ceil(max(h, w) / 1000)))
         if h * w <= 64_000_000:
-            from matplotlib.figure import Figure
             from skimage.transform import downscale_local_mean
 
             # Block means, not every step-th pixel: single pixels are mostly sky noise.
             small = downscale_local_mean(np.asarray(mosaic[:], dtype=np.float32), (step, step))
             lo, hi = np.percentile(small, [1.0, 99.8])
             thumb = np.clip((small - lo) / max(float(hi - lo), 1e-12), 0, 1) ** 0.5
-            fig = Figure(figsize=(8, 8 * h / max(w, 1)), dpi=100)
+            fig = new_figure(8, 8 * h / max(w, 1))
             ax = fig.add_subplot(1, 1, 1)
             ax.imshow(thumb, cmap="gray", vmin=0, vmax=1)
             ax.scatter(
@@ -268,6 +268,8 @@ def write_report(
     parts.append(_sources_section(store, params.montage_images, seed))
     parts.append(reduce_section(store))
     parts.append(clusters_section(store, seed))
+    parts.append(embed_section(store))
+    parts.append(probe_section(store))
     parts += [f"<h2>Versions</h2><p>{html.escape(versions)}</p>", "</body></html>"]
     store.write_bytes("report/index.html", "\n".join(parts).encode())
     log.info("report written to %s", store.path("report/index.html"))

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.artifacts import load_arrays
-from pipeline.figures import figure_html, png_bytes, stretch, table_html
+from pipeline.figures import figure_html, new_figure, png_bytes, stretch, table_html
 from pipeline.store import RunStore
 from pipeline.tables import read_table
 
@@ -24,18 +24,12 @@ _PER_CLUSTER = 10
 _MAX_CLUSTERS = 12
 
 
-def _new_figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure  # no pyplot: no global figure state
-
-    return Figure(figsize=(width, height), dpi=100)
-
-
 def reduce_section(store: RunStore) -> str:
     """Explained variance of the ``reduce`` stage's PCA ("" if it did not run)."""
     if not store.exists("tables/explained_variance.parquet"):
         return ""
     ev = read_table(store, "explained_variance")
-    fig = _new_figure(7, 3.2)
+    fig = new_figure(7, 3.2)
     ax = fig.add_subplot(1, 1, 1)
     comp = ev["component"].to_numpy() + 1
     ax.bar(comp, ev["explained_variance_ratio"], color="#4a7ab5", label="per component")
@@ -89,19 +83,28 @@ def _metrics_table(metrics: pd.DataFrame) -> str:
 def _elbow(store: RunStore) -> str:
     if not store.exists("tables/elbow.parquet"):
         return ""
-    el = read_table(store, "elbow")
-    fig = _new_figure(5, 3.2)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.plot(el["k"], el["inertia"], "o-", color="#4a7ab5")
-    chosen = el[el["chosen"]]
-    ax.plot(chosen["k"], chosen["inertia"], "o", ms=12, mfc="none", mec="#b5544a", mew=2)
-    ax.set_xlabel("k")
-    ax.set_ylabel("inertia (within-cluster SS)")
+    table = read_table(store, "elbow")
+    if "method" not in table.columns:  # written before kmeans steps were named
+        table = table.assign(method="kmeans")
+    steps = list(dict.fromkeys(table["method"]))
+    fig = new_figure(5 * len(steps), 3.2)
+    text = []
+    for i, step in enumerate(steps):
+        el = table[table["method"] == step]
+        ax = fig.add_subplot(1, len(steps), i + 1)
+        ax.plot(el["k"], el["inertia"], "o-", color="#4a7ab5")
+        chosen = el[el["chosen"]]
+        ax.plot(chosen["k"], chosen["inertia"], "o", ms=12, mfc="none", mec="#b5544a", mew=2)
+        ax.set_title(step, fontsize=9)
+        ax.set_xlabel("k")
+        ax.set_ylabel("inertia (within-cluster SS)")
+        k = int(chosen["k"].iloc[0]) if len(chosen) else "?"
+        text.append(
+            f"{html.escape(step)}: k = {k}, chosen by {html.escape(str(el['rule'].iloc[0]))}"
+        )
     fig.tight_layout()
-    k = int(chosen["k"].iloc[0]) if len(chosen) else "?"
-    return (
-        f"<h3>k-means elbow</h3><p>k = {k}, chosen by {html.escape(str(el['rule'].iloc[0]))} "
-        "(circled).</p>" + figure_html(store, "elbow.png", png_bytes(fig), "elbow plot")
+    return f"<h3>k-means elbow</h3><p>{'; '.join(text)} (circled).</p>" + figure_html(
+        store, "elbow.png", png_bytes(fig), "elbow plot"
     )
 
 
@@ -109,7 +112,7 @@ def _sweep(store: RunStore) -> str:
     if not store.exists("tables/dbscan_sweep.parquet"):
         return ""
     sw = read_table(store, "dbscan_sweep")
-    fig = _new_figure(6, 3.2)
+    fig = new_figure(6, 3.2)
     ax = fig.add_subplot(1, 1, 1)
     ax.plot(sw["eps"], sw["n_clusters"], "-", color="#4a7ab5", label="clusters")
     ax.set_xlabel("eps")
@@ -136,7 +139,7 @@ def _som(store: RunStore, clusters: pd.DataFrame) -> str:
         return ""
     arrays, meta = load_arrays(store, "som")
     umat = arrays["distance_map"]
-    fig = _new_figure(6, 5.5)
+    fig = new_figure(6, 5.5)
     ax = fig.add_subplot(1, 1, 1)
     mesh = ax.pcolormesh(umat.T, cmap="bone_r")  # the notebook's plot: x = row index
     fig.colorbar(mesh, ax=ax, label="mean distance to neighbours (U-matrix)")
@@ -162,7 +165,7 @@ def _som(store: RunStore, clusters: pd.DataFrame) -> str:
 
 def _sizes_and_projection(store: RunStore, clusters: pd.DataFrame, methods: list[str]) -> str:
     n = len(methods)
-    fig = _new_figure(3.2 * n, 2.8)
+    fig = new_figure(3.2 * n, 2.8)
     for i, method in enumerate(methods):
         ax = fig.add_subplot(1, n, i + 1)
         sizes = clusters[method].value_counts().sort_index()
@@ -181,7 +184,7 @@ def _sizes_and_projection(store: RunStore, clusters: pd.DataFrame, methods: list
         reduced = store.open_array("reduced", mode="r")
         if reduced.shape[1] >= 2:
             xy = np.asarray(reduced.oindex[clusters["image"].to_numpy(), :2])
-            fig = _new_figure(3.2 * n, 3.2)
+            fig = new_figure(3.2 * n, 3.2)
             for i, method in enumerate(methods):
                 ax = fig.add_subplot(1, n, i + 1)
                 lab = clusters[method].to_numpy()
@@ -214,7 +217,7 @@ def _montage(store: RunStore, clusters: pd.DataFrame, method: str, seed: int) ->
         members = clusters.loc[clusters[method] == k, "image"].to_numpy()
         pick = np.sort(rng.choice(members, size=min(_PER_CLUSTER, len(members)), replace=False))
         rows.append((k, len(members), np.asarray(source.oindex[pick])))
-    fig = _new_figure(1.1 * _PER_CLUSTER + 1, 1.15 * len(rows))
+    fig = new_figure(1.1 * _PER_CLUSTER + 1, 1.15 * len(rows))
     for r, (k, size, imgs) in enumerate(rows):
         for c in range(_PER_CLUSTER):
             ax = fig.add_subplot(len(rows), _PER_CLUSTER, r * _PER_CLUSTER + c + 1)
@@ -241,7 +244,10 @@ def clusters_section(store: RunStore, seed: int) -> str:
         return ""
     metrics = read_table(store, "cluster_metrics")
     clusters = read_table(store, "clusters")
-    methods = [m for m in _METHODS if m in clusters.columns and m in set(metrics["method"])]
+    # The four stages' default steps first, then steps named otherwise (e.g. kmeans on the
+    # learned embeddings, `kmeans_embeddings`), in the metrics table's order.
+    ran = [str(m) for m in metrics["method"] if str(m) in clusters.columns]
+    methods = [m for m in _METHODS if m in ran] + [m for m in ran if m not in _METHODS]
     parts = ["<h2>Clusters</h2>"]
     labelled = metrics[metrics["label_column"] != ""]
     note = ""

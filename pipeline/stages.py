@@ -27,6 +27,8 @@ from pipeline.cluster.stages import (
     run_kmeans,
     run_som,
 )
+from pipeline.embed.infer import EMBEDDINGS, EmbedParams, run_embed
+from pipeline.embed.train import TrainEncoderParams, run_train_encoder
 from pipeline.ingest import IngestParams, check_ingest, ingest_images
 from pipeline.mosaic import (
     MosaicParams,
@@ -36,6 +38,7 @@ from pipeline.mosaic import (
     ingest_mosaic,
 )
 from pipeline.preprocess import GalaxyParams
+from pipeline.probe import ProbeParams, run_probe
 from pipeline.progress import ProgressFn, no_progress
 from pipeline.reduce import REDUCED, ReduceParams, run_reduce
 from pipeline.report import ReportParams, write_report
@@ -124,19 +127,42 @@ def _reduce_stage(ctx: RunContext, params: ReduceParams) -> dict[str, int]:
 
 
 def _kmeans_stage(ctx: RunContext, params: KMeansParams) -> dict[str, int]:
-    return run_kmeans(ctx.store, params, ctx.client, seed=ctx.seed)
+    return run_kmeans(ctx.store, params, ctx.client, seed=ctx.seed, name=ctx.step or "kmeans")
 
 
 def _dbscan_stage(ctx: RunContext, params: DBSCANParams) -> dict[str, int]:
-    return run_dbscan(ctx.store, params, ctx.client, seed=ctx.seed, progress=ctx.progress)
+    return run_dbscan(
+        ctx.store,
+        params,
+        ctx.client,
+        seed=ctx.seed,
+        progress=ctx.progress,
+        name=ctx.step or "dbscan",
+    )
 
 
 def _agglomerative_stage(ctx: RunContext, params: AgglomerativeParams) -> dict[str, int]:
-    return run_agglomerative(ctx.store, params, ctx.client, seed=ctx.seed)
+    return run_agglomerative(
+        ctx.store, params, ctx.client, seed=ctx.seed, name=ctx.step or "agglomerative"
+    )
 
 
 def _som_stage(ctx: RunContext, params: SOMParams) -> dict[str, int]:
-    return run_som(ctx.store, params, ctx.client, seed=ctx.seed)
+    return run_som(ctx.store, params, ctx.client, seed=ctx.seed, name=ctx.step or "som")
+
+
+def _train_encoder_stage(ctx: RunContext, params: TrainEncoderParams) -> dict[str, int]:
+    return run_train_encoder(
+        ctx.store, params, ctx.client, seed=ctx.seed, redo=ctx.forced, progress=ctx.progress
+    )
+
+
+def _embed_stage(ctx: RunContext, params: EmbedParams) -> dict[str, int]:
+    return run_embed(ctx.store, params, ctx.client, progress=ctx.progress)
+
+
+def _probe_stage(ctx: RunContext, params: ProbeParams) -> dict[str, int]:
+    return run_probe(ctx.store, params, ctx.client, seed=ctx.seed)
 
 
 def _report_stage(ctx: RunContext, params: ReportParams) -> dict[str, int]:
@@ -195,7 +221,7 @@ def stage_registry() -> dict[str, StageDef]:
             "kmeans",
             _kmeans_stage,
             KMeansParams,
-            ("tables/clusters.parquet", "tables/cluster_metrics.parquet", "models/kmeans.npz"),
+            ("tables/clusters.parquet", "tables/cluster_metrics.parquet"),
             "k-means (k-means++ on a sample, Lloyd over chunks) with k from the elbow (kneed)",
         ),
         StageDef(
@@ -216,9 +242,33 @@ def stage_registry() -> dict[str, StageDef]:
             "som",
             _som_stage,
             SOMParams,
-            ("tables/clusters.parquet", "tables/cluster_metrics.parquet", "models/som.npz"),
+            ("tables/clusters.parquet", "tables/cluster_metrics.parquet"),
             "self-organising map (MiniSom, or a batch SOM across workers at scale), U-matrix, "
             "agglomerative clustering of the winners",
+        ),
+        StageDef(
+            "train_encoder",
+            _train_encoder_stage,
+            TrainEncoderParams,
+            ("models/encoder.json", "tables/training_loss.parquet"),
+            "SimCLR training of a ResNet encoder on a store array (on a GPU worker if any); "
+            "checkpoints resume; per-epoch loss",
+        ),
+        StageDef(
+            "embed",
+            _embed_stage,
+            EmbedParams,
+            (f"store.zarr/{EMBEDDINGS}/zarr.json", "models/embed.json"),
+            "encoder features of every image -> `embeddings` (image, feature); tasks run on "
+            "GPU workers when the cluster has any, the model loaded once per worker",
+        ),
+        StageDef(
+            "probe",
+            _probe_stage,
+            ProbeParams,
+            ("tables/probe.parquet",),
+            "linear probe: logistic regression on frozen features with 10/20/30/all examples "
+            "per class over seeds, against the PCA baseline",
         ),
         StageDef(
             "report",

@@ -141,8 +141,10 @@ TABLES: Mapping[str, TableSchema] = {
         ),
         TableSchema(
             name="elbow",
-            description="One row per k of the k-means elbow search.",
+            description="One row per k of each k-means elbow search (one search per kmeans step).",
             columns={
+                "method": "the kmeans step that searched (its name in the job: kmeans, or e.g. "
+                "kmeans_embeddings)",
                 "k": "number of clusters",
                 "inertia": "within-cluster sum of squares of the best restart",
                 "n_iter": "Lloyd iterations of the best restart",
@@ -159,6 +161,35 @@ TABLES: Mapping[str, TableSchema] = {
                 "n_noise": "rows labelled noise",
                 "silhouette": "silhouette of the non-noise rows (NaN below two clusters)",
                 "chosen": "whether this eps was used for the labels",
+            },
+        ),
+        TableSchema(
+            name="training_loss",
+            description="One row per epoch of the `train_encoder` stage (SimCLR).",
+            columns={
+                "epoch": "epoch number, from 1",
+                "loss": "mean NT-Xent loss over the epoch's batches",
+                "lr": "learning rate at the end of the epoch",
+                "images": "images seen in the epoch (each gives two augmented views)",
+                "seconds": "wall time of the epoch, in seconds",
+                "device": "where it trained: cpu, cuda or cuda:N",
+                "checkpoint": "file name of the checkpoint saved after the epoch (under "
+                "models/), empty if none was saved",
+            },
+        ),
+        TableSchema(
+            name="probe",
+            description="One row per (features, shots, seed) of the `probe` stage: logistic "
+            "regression on frozen features, scored on a held-out stratified test split.",
+            columns={
+                "features": "store array probed (e.g. `embeddings`, or `reduced` for the PCA "
+                "baseline)",
+                "shots": "training examples per class (0 = all the training split)",
+                "seed": "seed of the split and of the per-class sample",
+                "n_train": "training rows used",
+                "n_test": "held-out rows scored",
+                "accuracy": "fraction of the test rows classified correctly",
+                "macro_f1": "F1 averaged over classes with equal weight",
             },
         ),
         TableSchema(

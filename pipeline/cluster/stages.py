@@ -36,7 +36,7 @@ from pipeline.cluster.som import (
 from pipeline.matrix import FeatureMatrix, RowSelection, open_matrix, row_labels
 from pipeline.progress import ProgressFn, no_progress
 from pipeline.store import RunStore
-from pipeline.tables import write_table
+from pipeline.tables import read_table, write_table
 
 __all__ = [
     "AgglomerativeParams",
@@ -269,11 +269,29 @@ def _sample_fit_labels(
     return labels
 
 
+def _write_elbow(store: RunStore, name: str, rows: pd.DataFrame | None) -> None:
+    """Replace step ``name``'s rows of ``tables/elbow.parquet`` (remove them if ``rows`` is
+    None), keeping other kmeans steps' searches."""
+    old = read_table(store, "elbow") if store.exists("tables/elbow.parquet") else None
+    # A table from before steps were named has no `method` column: it is superseded.
+    old = old[old["method"] != name] if old is not None and "method" in old.columns else None
+    parts = [t for t in (old, rows) if t is not None and len(t)]
+    if parts:
+        write_table(store, "elbow", pd.concat(parts, ignore_index=True))
+    else:
+        store.remove("tables/elbow.parquet")
+
+
 # -- the stages ---------------------------------------------------------------------------
 
 
 def run_kmeans(
-    store: RunStore, params: KMeansParams, client: Client | None, *, seed: int = 0
+    store: RunStore,
+    params: KMeansParams,
+    client: Client | None,
+    *,
+    seed: int = 0,
+    name: str = "kmeans",
 ) -> dict[str, int]:
     """k-means on the store's feature matrix, with k from the elbow unless ``params.k``.
 
@@ -295,11 +313,12 @@ def run_kmeans(
         hi = min(hi, m.n_rows)
         elbow = kmeans_elbow(m.data, range(lo, hi + 1), sensitivity=params.sensitivity, **opts)
         fit = elbow.best()
-        write_table(
+        _write_elbow(
             store,
-            "elbow",
+            name,
             pd.DataFrame(
                 {
+                    "method": name,
                     "k": elbow.ks,
                     "inertia": elbow.inertias,
                     "n_iter": [f.n_iter for f in elbow.fits],
@@ -312,14 +331,14 @@ def run_kmeans(
     else:
         fit = fit_kmeans(m.data, params.k, **opts)
         chosen = {"k": params.k, "n_init": params.n_init}
-        store.remove("tables/elbow.parquet")
+        _write_elbow(store, name, None)
     labels = _compute(predict_kmeans(m.data, fit.centers), client)
-    save_arrays(store, "kmeans", {"centers": fit.centers}, input=params.input, inertia=fit.inertia)
+    save_arrays(store, name, {"centers": fit.centers}, input=params.input, inertia=fit.inertia)
     features, rows = _scoring_features(m, seed, client)
     return _finish(
         store,
         params,
-        "kmeans",
+        name,
         m,
         truth,
         labels,
@@ -339,6 +358,7 @@ def run_dbscan(
     *,
     seed: int = 0,
     progress: ProgressFn = no_progress,
+    name: str = "dbscan",
 ) -> dict[str, int]:
     """DBSCAN on the store's feature matrix, eps from the sweep unless ``params.eps``.
 
@@ -376,7 +396,7 @@ def run_dbscan(
     return _finish(
         store,
         params,
-        "dbscan",
+        name,
         m,
         truth,
         labels,
@@ -410,7 +430,12 @@ def _agglomerate(
 
 
 def run_agglomerative(
-    store: RunStore, params: AgglomerativeParams, client: Client | None, *, seed: int = 0
+    store: RunStore,
+    params: AgglomerativeParams,
+    client: Client | None,
+    *,
+    seed: int = 0,
+    name: str = "agglomerative",
 ) -> dict[str, int]:
     """Agglomerative clustering of the store's feature matrix (sample-then-assign above
     ``max_fit_size`` rows). Writes the ``agglomerative`` column and the metrics row."""
@@ -433,7 +458,7 @@ def run_agglomerative(
     return _finish(
         store,
         params,
-        "agglomerative",
+        name,
         m,
         truth,
         labels,
@@ -447,7 +472,12 @@ def run_agglomerative(
 
 
 def run_som(
-    store: RunStore, params: SOMParams, client: Client | None, *, seed: int = 0
+    store: RunStore,
+    params: SOMParams,
+    client: Client | None,
+    *,
+    seed: int = 0,
+    name: str = "som",
 ) -> dict[str, int]:
     """A self-organising map of the store's feature matrix, then agglomerative clustering of
     each row's winning grid cell, as the galaxy notebook does.
@@ -486,7 +516,7 @@ def run_som(
     qe = float(quantization_error(x, weights))
     save_arrays(
         store,
-        "som",
+        name,
         {"weights": weights, "distance_map": distance_map(weights)},
         method=method,
         quantization_error=qe,
@@ -512,7 +542,7 @@ def run_som(
     return _finish(
         store,
         params,
-        "som",
+        name,
         m,
         truth,
         labels,
@@ -522,5 +552,5 @@ def run_som(
         fit_size=fit_size,
         chosen=chosen,
         seed=seed,
-        extra_columns={"som_row": cells[:, 0], "som_col": cells[:, 1]},
+        extra_columns={f"{name}_row": cells[:, 0], f"{name}_col": cells[:, 1]},
     )
