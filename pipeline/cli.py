@@ -215,6 +215,46 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_cluster_options(p)
     _add_common(p)
 
+    p = sub.add_parser(
+        "train-encoder",
+        help="train a SimCLR encoder on a run store's images (resumable)",
+        description="Train a ResNet encoder with SimCLR on an image array of a run store "
+        "(the `train_encoder` stage). Training runs on a GPU worker when the cluster has one "
+        "(dask worker --resources GPU=1 --nthreads 1), else on the CPU. Checkpoints go to "
+        "<store>/models/ and an interrupted run resumes from its last one; `pipeline run` with "
+        "an `embed` stage then uses the latest checkpoint.",
+    )
+    p.add_argument("store", help="run store folder or fsspec URL")
+    p.add_argument("--input", default="cutouts", help="image array (default cutouts)")
+    p.add_argument(
+        "--arch",
+        choices=["resnet18", "resnet_small"],
+        default="resnet18",
+        help="resnet18 (default) or resnet_small (trains on a CPU in minutes)",
+    )
+    p.add_argument("--epochs", type=int, default=100, help="epochs (default 100)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    p.add_argument(
+        "--input-size", type=int, default=128, help="views are resized to this (>= 64; 128)"
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA where available), cpu or cuda[:N]"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of init, order, augmentations")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="any other parameter as train_encoder.PARAM=VALUE, e.g. "
+        "train_encoder.augment.rot90=false (repeatable; VALUE is YAML)",
+    )
+    p.add_argument("--redo", action="store_true", help="start over instead of resuming")
+    _add_cluster_options(p)
+    _add_common(p)
+
     p = sub.add_parser("validate", help="check a job spec without running it")
     p.add_argument("job", help="job spec YAML file")
     _add_set_option(p)
@@ -345,6 +385,43 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_train_encoder(args: argparse.Namespace) -> int:
+    from pipeline.jobs import build_job
+
+    spec: dict[str, Any] = {
+        "name": "train-encoder",
+        "store": args.store,
+        "seed": args.seed,
+        "stages": [
+            {
+                "stage": "train_encoder",
+                "params": {
+                    "input": args.input,
+                    "arch": args.arch,
+                    "epochs": args.epochs,
+                    "batch_size": args.batch_size,
+                    "lr": args.lr,
+                    "input_size": args.input_size,
+                    "device": args.device,
+                },
+            }
+        ],
+    }
+    job = build_job(spec, "<command line>", args.overrides)
+    args.force = ["train_encoder"] if args.redo else []
+    code = _cmd_run(args, job)
+    if code == EXIT_OK:
+        from pipeline.store import RunStore
+
+        store = RunStore(args.store)
+        pointer = store.read_json("models/encoder.json")
+        print(
+            f"Encoder: {store.path('models', pointer['checkpoint'])} after epoch "
+            f"{pointer['epoch']}; loss per epoch in {store.path('models/training_loss.csv')}"
+        )
+    return code
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from pipeline.manifest import load_manifest
     from pipeline.store import RunStore
@@ -441,6 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args, job)
         if args.command == "status":
             return _cmd_status(args)
+        if args.command == "train-encoder":
+            return _cmd_train_encoder(args)
         if args.command == "report":
             return _cmd_report(args)
         return _cmd_synth(args)

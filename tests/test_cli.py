@@ -83,7 +83,30 @@ def test_bad_usage_exits_2_with_a_message(
     assert fragment in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["ingest", "run", "validate", "status", "report", "synth"])
+def test_train_encoder_trains_then_resumes_or_skips(
+    client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.embed.conftest import make_store, textures
+
+    store = make_store(tmp_path / "run", textures(12, 64, seed=0))
+    argv = ["train-encoder", store.url, "--arch", "resnet_small", "--input-size", "64"]
+    argv += ["--epochs", "2", "--batch-size", "6", "--set", "train_encoder.augment.rot90=false"]
+    argv += ["--scheduler", client.scheduler.address, "-q"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "train_encoder: done" in out and "epochs 2" in out
+    assert "Encoder: " in out and "after epoch 2" in out
+    assert (tmp_path / "run" / "models" / "training_loss.csv").read_text().count("\n") == 3
+    assert main(argv) == 0  # the same configuration again: complete, skipped
+    assert "already complete, skipped" in capsys.readouterr().out
+    bad = [*argv, "--set", "train_encoder.augment.rot=false"]
+    assert main(bad) == 2
+    assert "augment.rot: Extra inputs are not permitted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command", ["ingest", "run", "validate", "status", "report", "synth", "train-encoder"]
+)
 def test_every_subcommand_explains_itself(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])

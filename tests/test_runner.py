@@ -133,10 +133,17 @@ def test_galaxy_survey_job_runs_on_generated_data(client: Client, tmp_path: Path
         "dbscan.max_noise=0.5",
         "som.side=8",
         "som.sigma=3",
+        "train_encoder.epochs=2",
+        "train_encoder.batch_size=8",
+        "kmeans_embeddings.k_range=[1, 5]",
+        "probe.shots=[2, all]",
+        "probe.repeats=2",
     ]
     job = load_job("jobs/galaxy_survey.yaml", overrides)
     summary = run_job(job, client=client)
     steps = ["ingest", "preprocess", "reduce", "kmeans", "dbscan", "agglomerative", "som"]
+    learned = ["train_encoder", "embed", "kmeans_embeddings", "agglomerative_embeddings", "probe"]
+    steps += learned
     assert summary.ran == [*steps, "report"]
     store = RunStore(str(tmp_path / "run"))
     catalog = read_table(store, "catalog")
@@ -146,10 +153,21 @@ def test_galaxy_survey_job_runs_on_generated_data(client: Client, tmp_path: Path
     assert clusters["image"].tolist() == kept.tolist()
     assert {"kmeans", "dbscan", "agglomerative", "som", "som_row", "som_col"} <= set(clusters)
     metrics = read_table(store, "cluster_metrics")
-    assert metrics["method"].tolist() == ["kmeans", "dbscan", "agglomerative", "som"]
+    methods = ["kmeans", "dbscan", "agglomerative", "som", *learned[2:4]]
+    assert metrics["method"].tolist() == methods
     assert (metrics["label_column"] == "galaxy_class").all() and metrics["ari"].notna().all()
-    for png in ("cutouts.png", "explained_variance.png", "elbow.png", "som_umatrix.png"):
+    assert metrics["space"].tolist()[-2:] == ["embeddings (128 features)"] * 2
+    # Embeddings of the kept images only; the rejected ones are NaN rows.
+    emb = store.open_array("embeddings", mode="r")[:]
+    assert emb.shape == (40, 128)
+    assert np.isfinite(emb[kept]).all() and np.isnan(np.delete(emb, kept, axis=0)).all()
+    probe = read_table(store, "probe")
+    assert set(probe["features"]) == {"embeddings", "reduced"}
+    pngs = ("cutouts.png", "explained_variance.png", "elbow.png", "som_umatrix.png")
+    for png in (*pngs, "training_loss.png"):
         assert store.exists(f"report/{png}"), png
+    page = store.read_bytes("report/index.html").decode()
+    assert "Linear probe" in page and "learned embeddings" in page
     assert store.exists("report/montage_kmeans.png")
     # The same job again: every step is complete and skipped.
     assert run_job(job, client=client).skipped == [*steps, "report"]

@@ -22,7 +22,12 @@ import fsspec
 import torch
 from pydantic import ValidationError
 
-from pipeline.embed.models import EncoderConfig, ResNetEncoder, build_encoder
+from pipeline.embed.models import (
+    EncoderConfig,
+    ResNetEncoder,
+    build_encoder,
+    encoder_state_dict,
+)
 from pipeline.errors import CheckpointError
 from pipeline.store import RunStore
 
@@ -358,8 +363,7 @@ def encoder_from_checkpoint(ckpt: Checkpoint) -> ResNetEncoder:
         If the weights are for another architecture (missing, unexpected or mis-shaped keys).
     """
     encoder = build_encoder(ckpt.config)
-    prefix = "encoder."
-    weights = {k[len(prefix) :]: v for k, v in ckpt.state_dict.items() if k.startswith(prefix)}
+    weights = encoder_state_dict(ckpt.state_dict)
     try:
         encoder.load_state_dict(weights, strict=True)
     except RuntimeError as exc:

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline.embed import inputs
 from pipeline.embed.inputs import prepare_batch, to_tensor
 from pipeline.embed.models import (
     BasicBlock,
@@ -234,6 +235,13 @@ def test_to_tensor_keeps_precision_of_large_offsets() -> None:
     x = to_tensor(1e7 + small, in_channels=1)  # float32 would round the offset to 1
     ref = to_tensor(small, in_channels=1)
     torch.testing.assert_close(x, ref, atol=1e-5, rtol=0)
+
+
+def test_to_tensor_in_blocks_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = np.random.default_rng(5).normal(3.0, 2.0, size=(5, 8, 8, 3))
+    whole = to_tensor(batch, in_channels=3)
+    monkeypatch.setattr(inputs, "_BLOCK_BYTES", 2 * 8 * 8 * 8 * 3)  # two images per block
+    assert torch.equal(to_tensor(batch, in_channels=3), whole)
 
 
 def test_to_tensor_sets_non_finite_pixels_to_zero_first() -> None:
