@@ -238,9 +238,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--input-size", type=int, default=128, help="views are resized to this (>= 64; 128)"
     )
-    p.add_argument(
-        "--device", default="auto", help="auto (CUDA where available), cpu or cuda[:N]"
-    )
+    p.add_argument("--device", default="auto", help="auto (CUDA where available), cpu or cuda[:N]")
     p.add_argument("--seed", type=int, default=0, help="seed of init, order, augmentations")
     p.add_argument(
         "--set",
