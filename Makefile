@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/cluster.py
+	$(BIN)/python benchmarks/embed.py
 
 clean:
 	rm -rf runs data/demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

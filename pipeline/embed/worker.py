@@ -212,7 +212,9 @@ def embed_rows(
     out = np.full((stop - start, dst.shape[1]), np.nan, np.float32)
     rows = np.flatnonzero(keep) if keep is not None else np.arange(stop - start)
     t1 = time.perf_counter()
-    if len(rows):
+    if len(rows) == len(out):
+        out[:] = encoder.embed(np.asarray(images), batch_size)  # no copy when all are kept
+    elif len(rows):
         out[rows] = encoder.embed(np.asarray(images)[rows], batch_size)
     t2 = time.perf_counter()
     dst[start:stop] = out
