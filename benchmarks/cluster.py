@@ -38,10 +38,8 @@ peak RSS under the limit.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -55,6 +53,8 @@ import dask.array as da
 import numpy as np
 import psutil
 import zarr
+from _common import Results
+from _common import version as common_version
 from distributed import Client, LocalCluster
 from threadpoolctl import threadpool_info, threadpool_limits
 from zarr.codecs import ZstdCodec
@@ -62,8 +62,9 @@ from zarr.codecs import ZstdCodec
 from pipeline.cluster.kmeans import fit_kmeans
 from pipeline.pca import fit_pca
 
-RESULTS: list[str] = []
-TARGETS: list[tuple[str, bool]] = []
+OUT = Results()
+report = OUT.report
+target = OUT.target
 N_FACTORS = 50
 SEED = 2026
 
@@ -88,17 +89,6 @@ QUICK = {
     # A worker's RSS is ~300 MiB once numpy, dask, sklearn and pipeline are imported.
     "ooc_limit": "512MiB",
 }
-
-
-def report(line: str) -> None:
-    """Print a result line now and again in the summary at the end."""
-    print(line, flush=True)
-    RESULTS.append(line)
-
-
-def target(name: str, met: bool) -> str:
-    TARGETS.append((name, met))
-    return "met" if met else "NOT met"
 
 
 def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -127,17 +117,9 @@ def disk_size(path: Path) -> int:
 
 
 def version() -> str:
-    """The library state measured: git HEAD, and a hash of each benchmarked module."""
-    root = Path(__file__).resolve().parent.parent
-    git = ["git", "-C", str(root)]
-    head = subprocess.run([*git, "log", "-1", "--format=%h %cd", "--date=iso"],
-                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    """The library state measured (see _common.version)."""
     mods = ["pipeline/pca.py", "pipeline/cluster/kmeans.py"]
-    dirty = subprocess.run([*git, "status", "--short", *mods], capture_output=True, text=True)
-    hashes = ", ".join(
-        f"{m} sha256 {hashlib.sha256((root / m).read_bytes()).hexdigest()[:12]}" for m in mods
-    )
-    return f"HEAD {head}; {hashes}; uncommitted: {dirty.stdout.split()[1::2] or 'none'}"
+    return common_version(mods)
 
 
 def blas_threads() -> str:
@@ -553,11 +535,10 @@ def main(argv: list[str] | None = None) -> int:
             ooc_section(workdir, args.ooc_rows, args.ooc_features, args.ooc_chunk,
                         args.ooc_limit, args.k, args.ooc_max_iter, args.ooc_timeout)  # fmt: skip
     finally:
-        print("\n== summary ==\n" + "\n".join(RESULTS))
-        print("targets: " + ", ".join(f"{n} {'met' if m else 'NOT met'}" for n, m in TARGETS))
+        OUT.summary()
         if own and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    return 0 if all(m for _, m in TARGETS) else 1
+    return OUT.exit_code()
 
 
 if __name__ == "__main__":

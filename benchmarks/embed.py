@@ -49,11 +49,9 @@ the same GPU).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import platform
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -68,6 +66,8 @@ import psutil
 import torch
 import xarray as xr
 import zarr
+from _common import Results
+from _common import version as common_version
 from distributed import Client, LocalCluster, get_task_stream
 from scipy import ndimage as ndi
 from zarr.codecs import ZstdCodec
@@ -83,8 +83,9 @@ from pipeline.embed.inputs import prepare_batch
 from pipeline.embed.models import EncoderConfig, build_simclr
 from pipeline.store import RunStore
 
-RESULTS: list[str] = []
-TARGETS: list[tuple[str, bool]] = []
+OUT = Results()
+report = OUT.report
+target = OUT.target
 SEED = 2026
 SIZE = 128
 CONFIG = EncoderConfig(arch="resnet18", in_channels=1, input_size=SIZE)
@@ -103,31 +104,12 @@ QUICK = {
 }
 
 
-def report(line: str) -> None:
-    """Print a result line now and again in the summary at the end."""
-    print(line, flush=True)
-    RESULTS.append(line)
-
-
-def target(name: str, met: bool) -> str:
-    TARGETS.append((name, met))
-    return "met" if met else "NOT met"
-
-
 def version() -> str:
-    """The library state measured: git HEAD, and a hash of each benchmarked module."""
-    root = Path(__file__).resolve().parent.parent
-    git = ["git", "-C", str(root)]
-    head = subprocess.run([*git, "log", "-1", "--format=%h %cd", "--date=iso"],
-                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    """The library state measured (see _common.version)."""
     mods = [f"pipeline/embed/{m}.py" for m in
             ("infer", "worker", "dispatch", "checkpoint", "inputs", "models")]  # fmt: skip
     mods.append("pipeline/store.py")
-    dirty = subprocess.run([*git, "status", "--short", *mods], capture_output=True, text=True)
-    hashes = ", ".join(
-        f"{m} sha256 {hashlib.sha256((root / m).read_bytes()).hexdigest()[:12]}" for m in mods
-    )
-    return f"HEAD {head}; {hashes}; uncommitted: {dirty.stdout.split()[1::2] or 'none'}"
+    return common_version(mods)
 
 
 def cpu_name() -> str:
@@ -537,11 +519,10 @@ def main(argv: list[str] | None = None) -> int:
             client.close()
         if cluster is not None:
             cluster.close()
-        print("\n== summary ==\n" + "\n".join(RESULTS))
-        print("targets: " + ", ".join(f"{n} {'met' if m else 'NOT met'}" for n, m in TARGETS))
+        OUT.summary()
         if own and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    return 0 if TARGETS and all(m for _, m in TARGETS) else 1
+    return OUT.exit_code()
 
 
 if __name__ == "__main__":

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import dask.array as da
 import numpy as np
 import pandas as pd
+from distributed import Client
 
 from pipeline.errors import ParameterError, StoreError
 from pipeline.store import RunStore
 from pipeline.tables import read_table
 
-__all__ = ["FeatureMatrix", "RowSelection", "open_matrix", "row_labels"]
+__all__ = ["FeatureMatrix", "RowSelection", "compute_rows", "open_matrix", "row_labels"]
 
 #: ``kept``: the rows the galaxy catalog kept (all rows when the store has no catalog);
 #: ``all``: every row.
@@ -148,3 +149,13 @@ def row_labels(store: RunStore, column: str, positions: np.ndarray) -> np.ndarra
         f"{store.url}; columns there: {sorted(set(seen))}. Ingest with a manifest that has "
         "the column, or leave `label_column` unset"
     )
+
+
+def compute_rows(x: Any, client: Client | None) -> np.ndarray:
+    """``x`` as a numpy array: a dask array is computed on ``client`` (or locally without one).
+
+    For results small enough to hold here (labels, features of a sample, embeddings).
+    """
+    if isinstance(x, da.Array):
+        return np.asarray(client.compute(x).result() if client is not None else x.compute())
+    return np.asarray(x)

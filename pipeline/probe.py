@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-import dask.array as da
 import numpy as np
 import pandas as pd
 from distributed import Client
@@ -43,7 +42,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.errors import ParameterError, StoreError
-from pipeline.matrix import RowSelection, open_matrix, row_labels
+from pipeline.matrix import RowSelection, compute_rows, open_matrix, row_labels
 from pipeline.store import RunStore
 from pipeline.tables import TABLES, write_table
 
@@ -494,12 +493,6 @@ def summarize_probe(table: pd.DataFrame, *, reference: str | None = None) -> pd.
 # -- the stage --------------------------------------------------------------------------------
 
 
-def _compute(x: Any, client: Client | None) -> np.ndarray:
-    if isinstance(x, da.Array):
-        return np.asarray(client.compute(x).result() if client is not None else x.compute())
-    return np.asarray(x)
-
-
 def run_probe(
     store: RunStore, params: ProbeParams, client: Client | None, *, seed: int = 0
 ) -> dict[str, int]:
@@ -562,7 +555,7 @@ def run_probe(
         data = m.data
         if len(common) < m.n_rows:
             data = data[np.searchsorted(m.positions, common)]
-        features[m.array] = _compute(data, client)
+        features[m.array] = compute_rows(data, client)
     plan = _plan(
         features,
         labels,

@@ -33,7 +33,7 @@ from pipeline.cluster.som import (
     train_minisom,
     winners,
 )
-from pipeline.matrix import FeatureMatrix, RowSelection, open_matrix, row_labels
+from pipeline.matrix import FeatureMatrix, RowSelection, compute_rows, open_matrix, row_labels
 from pipeline.progress import ProgressFn, no_progress
 from pipeline.store import RunStore
 from pipeline.tables import read_table, write_table
@@ -184,22 +184,16 @@ class SOMParams(SampledFit):
 # -- shared steps -------------------------------------------------------------------------
 
 
-def _compute(x: Any, client: Client | None) -> np.ndarray:
-    if isinstance(x, da.Array):
-        return np.asarray(client.compute(x).result() if client is not None else x.compute())
-    return np.asarray(x)
-
-
 def _scoring_features(
     m: FeatureMatrix, seed: int, client: Client | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The clustered features (all rows, or a seeded sample if too large) and their rows."""
     nbytes = m.n_rows * m.data.shape[1] * 8
     if nbytes <= _SCORE_MAX_BYTES:
-        return _compute(m.data, client), np.arange(m.n_rows)
+        return compute_rows(m.data, client), np.arange(m.n_rows)
     size = max(10, _SCORE_MAX_BYTES // (m.data.shape[1] * 8))
     rows = np.sort(np.random.default_rng(seed).choice(m.n_rows, size=size, replace=False))
-    return _compute(m.data[rows], client), rows
+    return compute_rows(m.data[rows], client), rows
 
 
 def _open(store: RunStore, params: ClusterInput) -> tuple[FeatureMatrix, np.ndarray | None]:
@@ -264,7 +258,7 @@ def _sample_fit_labels(
     sample_rows: np.ndarray, sample_labels: np.ndarray, assigned: Any, client: Client | None
 ) -> np.ndarray:
     """Assigned labels for every row, with the fitted rows keeping their own fit labels."""
-    labels = _compute(assigned, client).astype(np.int64)
+    labels = compute_rows(assigned, client).astype(np.int64)
     labels[sample_rows] = sample_labels
     return labels
 
@@ -332,7 +326,7 @@ def run_kmeans(
         fit = fit_kmeans(m.data, params.k, **opts)
         chosen = {"k": params.k, "n_init": params.n_init}
         _write_elbow(store, name, None)
-    labels = _compute(predict_kmeans(m.data, fit.centers), client)
+    labels = compute_rows(predict_kmeans(m.data, fit.centers), client)
     save_arrays(store, name, {"centers": fit.centers}, input=params.input, inertia=fit.inertia)
     features, rows = _scoring_features(m, seed, client)
     return _finish(
@@ -492,7 +486,7 @@ def run_som(
     if method == "auto":
         method = "minisom" if m.n_rows <= params.minisom_max_rows else "batch"
     if method == "minisom":
-        data = _compute(m.data, client).astype(np.float64)
+        data = compute_rows(m.data, client).astype(np.float64)
         weights = train_minisom(
             data,
             shape,
@@ -512,7 +506,7 @@ def run_som(
             seed=seed,
             client=client,
         )
-    cells = _compute(winners(x, weights), client).astype(np.int64)
+    cells = compute_rows(winners(x, weights), client).astype(np.int64)
     qe = float(quantization_error(x, weights))
     save_arrays(
         store,

@@ -24,10 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from zarr.codecs import ZstdCodec
 
 from pipeline.embed.checkpoint import CheckpointRef, inspect_checkpoint, resolve_checkpoint
+from pipeline.embed.data import image_array
 from pipeline.embed.dispatch import gpu_workers, task_bounds, task_resources
 from pipeline.embed.models import EncoderConfig
 from pipeline.embed.worker import EncoderPlugin, embed_rows, plugin_name
-from pipeline.errors import CheckpointError, ParameterError, StoreError
+from pipeline.errors import CheckpointError
 from pipeline.matrix import RowSelection, open_matrix
 from pipeline.progress import ProgressFn, gather_with_progress, no_progress
 from pipeline.store import RunStore
@@ -76,31 +77,12 @@ class EmbedParams(BaseModel):
     amp: bool = True
 
 
-def _image_channels(store: RunStore, name: str) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
-    """Channels, shape and chunk rows of an image array, checked to be ``image`` first."""
-    if not store.has_array(name):
-        raise StoreError(
-            f"array {name!r} is not in {store.zarr_url}; run the stage that writes it first "
-            "(`preprocess` writes cutouts, ingest writes images)"
-        )
-    var = store.open_dataset()[name]
-    if var.dims[0] != "image" or var.ndim not in (3, 4):
-        raise StoreError(
-            f"array {name!r} has dimensions {var.dims}; embed needs (image, y, x) or "
-            "(image, y, x, channel)"
-        )
-    chunks = var.chunks[0] if var.chunks else (var.shape[0],)
-    return (var.shape[3] if var.ndim == 4 else 1), tuple(var.shape), tuple(chunks)
-
-
 def _check_fits(config: EncoderConfig, channels: int, source: str, name: str) -> None:
     if channels == 3 and config.in_channels == 1:
         raise CheckpointError(
             f"checkpoint {source} is a 1-channel encoder, but {name!r} has 3 channels; train "
             "an encoder on this array (`train_encoder` with input: " + name + ")"
         )
-    if channels not in (1, 3):
-        raise ParameterError(f"{name!r} has {channels} channels; the encoder takes 1 or 3")
 
 
 def run_embed(
@@ -127,7 +109,7 @@ def run_embed(
     StoreError
         Missing input array.
     """
-    channels, shape, chunk_rows = _image_channels(store, params.input)
+    channels, shape, chunk_rows = image_array(store, params.input, "embed")
     positions = open_matrix(store, params.input, params.rows).positions
     url, options = resolve_checkpoint(store, params.checkpoint)
     ref, config = client.submit(inspect_checkpoint, url, options, pure=False).result()

@@ -34,13 +34,19 @@ from pipeline.embed.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from pipeline.embed.data import ChunkSource, epoch_batches, steps_per_epoch, window_rows_for
+from pipeline.embed.data import (
+    ChunkSource,
+    epoch_batches,
+    image_array,
+    steps_per_epoch,
+    window_rows_for,
+)
 from pipeline.embed.dispatch import task_resources, training_worker
 from pipeline.embed.inputs import to_tensor
 from pipeline.embed.loss import nt_xent
 from pipeline.embed.models import EncoderConfig, build_simclr
 from pipeline.embed.worker import amp_dtype, pick_device
-from pipeline.errors import ParameterError, StoreError
+from pipeline.errors import ParameterError
 from pipeline.matrix import RowSelection, open_matrix
 from pipeline.progress import ProgressFn, no_progress
 from pipeline.store import RunStore, config_key
@@ -201,7 +207,7 @@ def train_simclr(
 
     array = store.open_array(params.input, mode="r")
     row_bytes = int(np.prod(array.shape[1:])) * array.dtype.itemsize
-    chunk_rows = _chunk_rows(array.shape[0], array.chunks[0])
+    _, _, chunk_rows = image_array(store, params.input, "train_encoder")
     source = ChunkSource(lambda a, b: np.asarray(array[a:b]), chunk_rows, keep, row_bytes)
     batch = min(params.batch_size, source.n_rows)
     if batch < 2:
@@ -292,10 +298,6 @@ def train_simclr(
     }
 
 
-def _chunk_rows(n: int, per_chunk: int) -> list[int]:
-    return [min(per_chunk, n - s) for s in range(0, n, per_chunk)]
-
-
 def _train_task(
     store_url: str,
     storage_options: Mapping[str, Any],
@@ -327,24 +329,6 @@ def _train_task(
     )
 
 
-def _channels(store: RunStore, name: str) -> int:
-    if not store.has_array(name):
-        raise StoreError(
-            f"array {name!r} is not in {store.zarr_url}; run the stage that writes it first "
-            "(`preprocess` writes cutouts, ingest writes images)"
-        )
-    var = store.open_dataset()[name]
-    if var.dims[0] != "image" or var.ndim not in (3, 4):
-        raise StoreError(
-            f"array {name!r} has dimensions {var.dims}; train_encoder needs (image, y, x) or "
-            "(image, y, x, channel)"
-        )
-    channels = int(var.shape[3]) if var.ndim == 4 else 1
-    if channels not in (1, 3):
-        raise ParameterError(f"{name!r} has {channels} channels; the encoder takes 1 or 3")
-    return channels
-
-
 def run_train_encoder(
     store: RunStore,
     params: TrainEncoderParams,
@@ -373,7 +357,7 @@ def run_train_encoder(
         ``images`` trained on, ``epochs`` run now, ``start_epoch`` (resumed after), and the
         final loss x 1000 as ``final_loss_milli`` (the manifest keeps integers).
     """
-    channels = _channels(store, params.input)
+    channels, _, _ = image_array(store, params.input, "train_encoder")
     m = open_matrix(store, params.input, params.rows)
     n_total = m.n_total
     keep = np.zeros(n_total, dtype=bool)
