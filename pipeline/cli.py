@@ -81,15 +81,17 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_set_option(p: argparse.ArgumentParser) -> None:
+def _add_set_option(
+    p: argparse.ArgumentParser,
+    what: str = "STAGE.PARAM=VALUE, input.X=V, cluster.X=V, seed=N",
+) -> None:
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="K=V",
-        help="override a parameter: STAGE.PARAM=VALUE, input.X=V, cluster.X=V, "
-        "seed=N (repeatable; VALUE is YAML)",
+        help=f"override a parameter: {what} (repeatable; VALUE is YAML)",
     )
 
 
@@ -240,15 +242,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto", help="auto (CUDA where available), cpu or cuda[:N]")
     p.add_argument("--seed", type=int, default=0, help="seed of init, order, augmentations")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="K=V",
-        help="any other parameter as train_encoder.PARAM=VALUE, e.g. "
-        "train_encoder.augment.rot90=false (repeatable; VALUE is YAML)",
-    )
+    _add_set_option(p, "train_encoder.PARAM=VALUE, e.g. train_encoder.augment.rot90=false")
     p.add_argument("--redo", action="store_true", help="start over instead of resuming")
     _add_cluster_options(p)
     _add_common(p)
