@@ -27,7 +27,7 @@ from pipeline.embed.checkpoint import CheckpointRef, inspect_checkpoint, resolve
 from pipeline.embed.data import image_array
 from pipeline.embed.dispatch import gpu_workers, task_bounds, task_resources
 from pipeline.embed.models import EncoderConfig
-from pipeline.embed.worker import EncoderPlugin, embed_rows, plugin_name
+from pipeline.embed.worker import EncoderPlugin, embed_rows, pick_device, plugin_name
 from pipeline.errors import CheckpointError
 from pipeline.matrix import RowSelection, open_matrix
 from pipeline.progress import ProgressFn, gather_with_progress, no_progress
@@ -112,13 +112,16 @@ def run_embed(
     channels, shape, chunk_rows = image_array(store, params.input, "embed")
     positions = open_matrix(store, params.input, params.rows).positions
     url, options = resolve_checkpoint(store, params.checkpoint)
-    ref, config = client.submit(inspect_checkpoint, url, options, pure=False).result()
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    resources = task_resources(workers)
+    # Checked where the tasks will run (a GPU worker if any), before anything is replaced.
+    ref, config = client.submit(
+        _preflight, url, options, params.device, resources=resources, pure=False
+    ).result()
     _check_fits(config, channels, url, params.input)
     keep = np.zeros(shape[0], dtype=bool)
     keep[positions] = True
 
-    workers = client.scheduler_info(n_workers=-1)["workers"]
-    resources = task_resources(workers)
     d = config.feature_dim
     store.reset_task("embed", [EMBEDDINGS, "feature"])
     per_chunk = chunk_rows[0]
@@ -178,6 +181,13 @@ def run_embed(
     gpu_tasks = sum(1 for r in reports if r["device"].startswith("cuda"))
     log.info("embed: %d image(s) in %.1f s (%.1f images/s)", n, seconds, n / max(seconds, 1e-9))
     return {"rows": n, "features": d, "tasks": len(bounds), "gpu_tasks": gpu_tasks}
+
+
+def _preflight(
+    url: str, options: dict[str, Any], device: str
+) -> tuple[CheckpointRef, EncoderConfig]:
+    pick_device(device)  # raises where the device is not there, e.g. cuda on a CPU worker
+    return inspect_checkpoint(url, options)
 
 
 def _record(

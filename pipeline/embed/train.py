@@ -442,5 +442,8 @@ def run_train_encoder(
         "images": int(keep.sum()),
         "epochs": int(result["epochs"]),
         "start_epoch": int(result["start_epoch"]),
-        "final_loss_milli": round(1000 * result["final_loss"]),
+        # -1 when no epoch's loss is on record (a finished run resumed with its CSV deleted).
+        "final_loss_milli": round(1000 * loss)
+        if math.isfinite(loss := result["final_loss"])
+        else -1,
     }

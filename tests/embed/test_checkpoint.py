@@ -23,7 +23,7 @@ from pipeline.embed.checkpoint import (
 )
 from pipeline.embed.infer import EMBEDDINGS, EmbedParams, run_embed
 from pipeline.embed.models import EncoderConfig, build_encoder, build_simclr
-from pipeline.errors import CheckpointError
+from pipeline.errors import CheckpointError, ParameterError
 from pipeline.store import RunStore
 
 
@@ -117,6 +117,18 @@ def test_a_bad_checkpoint_stops_embed_and_keeps_the_old_embeddings(
         run_embed(cutout_store, params.model_copy(update={"checkpoint": name}), client)
     np.testing.assert_array_equal(cutout_store.open_array(EMBEDDINGS, mode="r")[:], before)
     assert cutout_store.read_bytes("models/embed.json") == record
+
+
+def test_asking_for_cuda_where_there_is_none_keeps_the_old_embeddings(
+    client: Client, cutout_store: RunStore
+) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    run_embed(cutout_store, EmbedParams(batch_size=8), client)
+    before = cutout_store.open_array(EMBEDDINGS, mode="r")[:]
+    with pytest.raises(ParameterError, match="device 'cuda': torch sees no CUDA device"):
+        run_embed(cutout_store, EmbedParams(device="cuda"), client)
+    np.testing.assert_array_equal(cutout_store.open_array(EMBEDDINGS, mode="r")[:], before)
 
 
 def test_embed_without_any_checkpoint_says_to_train_first(tmp_path: Path, client: Client) -> None:
