@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,3 +51,23 @@ def version(modules: Sequence[str]) -> str:
         f"{m} sha256 {hashlib.sha256((ROOT / m).read_bytes()).hexdigest()[:12]}" for m in modules
     )
     return f"HEAD {head}; {hashes}; uncommitted: {dirty.stdout.split()[1::2] or 'none'}"
+
+
+def open_workdir(given: Path | None, prefix: str, extra: str = "") -> tuple[Path, bool]:
+    """The working folder (a new temporary one unless given), after printing the machine.
+
+    Returns
+    -------
+    path : Path
+    own : bool
+        Whether it was created here (and so may be deleted at the end).
+    """
+    own = given is None
+    workdir = Path(tempfile.mkdtemp(prefix=prefix)) if given is None else given
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(
+        f"{os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.1f} GiB RAM, load "
+        f"average {os.getloadavg()[0]:.2f}{extra}; workdir {workdir}",
+        flush=True,
+    )
+    return workdir, own

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import tempfile
 import threading
 import time
 import traceback
@@ -53,7 +52,7 @@ import dask.array as da
 import numpy as np
 import psutil
 import zarr
-from _common import Results
+from _common import Results, open_workdir
 from _common import version as common_version
 from distributed import Client, LocalCluster
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -515,14 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, key) is None:
             setattr(args, key, value)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    own = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="bench-cluster-")) if own else args.workdir
-    workdir.mkdir(parents=True, exist_ok=True)
-    print(
-        f"{os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.1f} GiB RAM, load "
-        f"average {os.getloadavg()[0]:.2f}; workdir {workdir}",
-        flush=True,
-    )
+    workdir, own = open_workdir(args.workdir, "bench-cluster-", "")
     report(f"library measured: {version()}")
     try:
         if "1" not in skip:

@@ -52,7 +52,6 @@ import argparse
 import os
 import platform
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,7 +65,7 @@ import psutil
 import torch
 import xarray as xr
 import zarr
-from _common import Results
+from _common import Results, open_workdir
 from _common import version as common_version
 from distributed import Client, LocalCluster, get_task_stream
 from scipy import ndimage as ndi
@@ -426,14 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in (QUICK if args.quick else FULL)[device.type].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    own = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="bench-embed-")) if own else args.workdir
-    workdir.mkdir(parents=True, exist_ok=True)
-    print(
-        f"{os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.1f} GiB RAM, load "
-        f"average {os.getloadavg()[0]:.2f}; torch {torch.__version__}; workdir {workdir}",
-        flush=True,
-    )
+    workdir, own = open_workdir(args.workdir, "bench-embed-", f"; torch {torch.__version__}")
     report(f"library measured: {version()}")
     if device.type == "cpu":
         torch.set_num_threads(args.workers)
