@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.errors import (
+    CohortError,
     CollectionMismatchError,
     IngestError,
     JobSpecError,
@@ -518,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JobSpecError as exc:
         _err(str(exc))
         return EXIT_USAGE
-    except (SourceError, CollectionMismatchError, IngestError, StoreError) as exc:
+    except (SourceError, CollectionMismatchError, IngestError, StoreError, CohortError) as exc:
         _err(str(exc))
         return EXIT_USAGE
     except ValidationError as exc:  # command-line cluster options

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointError",
+    "CohortError",
     "CollectionMismatchError",
     "ImageDecodeError",
     "IngestError",
@@ -69,6 +70,25 @@ class ParameterError(PipelineError, ValueError):
 class CheckpointError(PipelineError, ValueError):
     """A model checkpoint is missing, unreadable (truncated, not weights-only) or does not fit
     the model or the data it is used with."""
+
+
+class CohortError(PipelineError, ValueError):
+    """A clinical table cannot be analysed as given: every problem found, each with the column,
+    the offending data rows (1 = the first row after the header) and the fix.
+
+    Parameters
+    ----------
+    problems : list of str
+        One line per problem.
+    source : str
+        The table (path, URL or ``lifelines:<name>``) the problems were found in.
+    """
+
+    def __init__(self, problems: list[str], source: str) -> None:
+        self.problems = list(problems)
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"clinical table {source} cannot be analysed:\n{lines}")
 
 
 class StageError(PipelineError, RuntimeError):

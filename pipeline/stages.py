@@ -43,6 +43,22 @@ from pipeline.progress import ProgressFn, no_progress
 from pipeline.reduce import REDUCED, ReduceParams, run_reduce
 from pipeline.report import ReportParams, write_report
 from pipeline.store import RunStore
+from pipeline.survival.classify import ClassifierParams
+from pipeline.survival.phenotypes import PhenotypeParams
+from pipeline.survival.spec import CohortParams
+from pipeline.survival.stages import (
+    CoxParams,
+    ExternalParams,
+    KMParams,
+    check_cohort,
+    check_external,
+    run_classify_phenotypes,
+    run_cohort,
+    run_cox,
+    run_kaplan_meier,
+    run_phenotypes,
+    run_validate_external,
+)
 
 __all__ = ["INGEST", "RunContext", "StageDef", "stage_registry"]
 
@@ -165,6 +181,32 @@ def _probe_stage(ctx: RunContext, params: ProbeParams) -> dict[str, int]:
     return run_probe(ctx.store, params, ctx.client, seed=ctx.seed)
 
 
+def _cohort_stage(ctx: RunContext, params: CohortParams) -> dict[str, int]:
+    return run_cohort(ctx.store, params)
+
+
+def _kaplan_meier_stage(ctx: RunContext, params: KMParams) -> dict[str, int]:
+    return run_kaplan_meier(ctx.store, params)
+
+
+def _cox_stage(ctx: RunContext, params: CoxParams) -> dict[str, int]:
+    return run_cox(ctx.store, params, ctx.client, seed=ctx.seed, progress=ctx.progress)
+
+
+def _phenotypes_stage(ctx: RunContext, params: PhenotypeParams) -> dict[str, int]:
+    return run_phenotypes(ctx.store, params, ctx.client, seed=ctx.seed, progress=ctx.progress)
+
+
+def _classify_phenotypes_stage(ctx: RunContext, params: ClassifierParams) -> dict[str, int]:
+    return run_classify_phenotypes(ctx.store, params, seed=ctx.seed)
+
+
+def _validate_external_stage(ctx: RunContext, params: ExternalParams) -> dict[str, int]:
+    return run_validate_external(
+        ctx.store, params, ctx.client, seed=ctx.seed, progress=ctx.progress
+    )
+
+
 def _report_stage(ctx: RunContext, params: ReportParams) -> dict[str, int]:
     write_report(ctx.store, params, seed=ctx.seed, current_step=ctx.step)
     return {"montage_images": params.montage_images}
@@ -269,6 +311,73 @@ def stage_registry() -> dict[str, StageDef]:
             ("tables/probe.parquet",),
             "linear probe: logistic regression on frozen features with 10/20/30/all examples "
             "per class over seeds, against the PCA baseline",
+        ),
+        StageDef(
+            "cohort",
+            _cohort_stage,
+            CohortParams,
+            ("tables/cohort.parquet", "tables/cohort_summary.parquet", "models/cohort.json"),
+            "clinical table (CSV, Parquet or a lifelines dataset) -> validated cohort: every "
+            "bad value listed with its rows before any analysis; missing-value policy",
+            preflight=check_cohort,
+        ),
+        StageDef(
+            "kaplan_meier",
+            _kaplan_meier_stage,
+            KMParams,
+            ("tables/km_summary.parquet", "tables/km_curves.parquet", "tables/logrank.parquet"),
+            "Kaplan-Meier curves with CIs and at-risk counts, medians, survival at chosen "
+            "times, log-rank tests (multivariate and pairwise) per grouping",
+        ),
+        StageDef(
+            "cox",
+            _cox_stage,
+            CoxParams,
+            (
+                "tables/cox_univariate.parquet",
+                "tables/cox_multivariate.parquet",
+                "models/cox.json",
+            ),
+            "univariate Cox per covariate, multivariate Cox on those with p < threshold, "
+            "proportional-hazards check, concordance with a bootstrap CI (Dask tasks)",
+        ),
+        StageDef(
+            "phenotypes",
+            _phenotypes_stage,
+            PhenotypeParams,
+            (
+                "tables/phenotypes.parquet",
+                "tables/patient_phenotypes.parquet",
+                "tables/phenotype_selection.parquet",
+                "models/phenotypes.json",
+            ),
+            "hierarchical clustering of patients (Gower distance on mixed covariates) into "
+            "phenotypes, k by silhouette with a bootstrap CI; profiles; KM per phenotype",
+        ),
+        StageDef(
+            "classify_phenotypes",
+            _classify_phenotypes_stage,
+            ClassifierParams,
+            (
+                "tables/classifier_metrics.parquet",
+                "tables/classifier_confusion.parquet",
+                "models/phenotype_classifier.pkl",
+            ),
+            "cross-validated decision tree and random forest recognising the phenotype, "
+            "against classifiers of survival at the horizon",
+        ),
+        StageDef(
+            "validate_external",
+            _validate_external_stage,
+            ExternalParams,
+            (
+                "tables/validation_cohort.parquet",
+                "tables/validation_phenotypes.parquet",
+                "tables/validation_km_summary.parquet",
+            ),
+            "external cohort: validated with the development column map, phenotypes "
+            "predicted, KM by predicted phenotype, the Cox model's concordance",
+            preflight=check_external,
         ),
         StageDef(
             "report",
