@@ -14,30 +14,35 @@ row after the header, whatever ``where`` kept.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
-import operator
-import re
-import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from numbers import Integral
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
-import fsspec
 import numpy as np
 import pandas as pd
 
 from pipeline.errors import CohortError
+from pipeline.survival.source import SourceRows, read_rows, read_source
 from pipeline.survival.spec import (
     CohortParams,
     CohortRecord,
-    CohortSource,
-    Condition,
     Covariate,
     ExternalSource,
     convert_time,
+)
+from pipeline.survival.values import (
+    EXAMPLES_SHOWN,
+    as_text,
+    cell_texts,
+    close_names,
+    column_list,
+    did_you_mean,
+    examples,
+    is_missing,
+    rows_of,
+    to_number,
 )
 
 __all__ = ["Cohort", "cohort_from_table", "load_cohort", "load_external", "read_source"]
@@ -58,26 +63,6 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "imputed",
     "unit",
 )
-
-#: How many row numbers a message lists before "and N more".
-_ROWS_SHOWN = 10
-#: How many example values a message quotes.
-_EXAMPLES_SHOWN = 5
-
-# "1.0", "-2.000": the text of an integer-valued float, as a CSV column with a missing value
-# (read as float) or a spreadsheet export writes it; it means the same category as "1".
-_INTEGER_FLOAT_TEXT = re.compile(r"^[+-]?\d+\.0*$")
-
-_COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
-
-_FORMATS = ".csv, .csv.gz, .tsv, .tsv.gz, .parquet or .pq"
 
 
 @dataclass(frozen=True)
@@ -105,380 +90,14 @@ class Cohort:
     summary: pd.DataFrame
 
 
-# -- small helpers ----------------------------------------------------------------------------
-
-
-def _rows(rows: Iterable[Any]) -> str:
-    """``row 3`` / ``rows 3, 8`` / ``rows 1, ..., 10 and 40 more``."""
-    ordered = sorted(int(r) for r in rows)
-    if len(ordered) == 1:
-        return f"row {ordered[0]}"
-    text = "rows " + ", ".join(str(r) for r in ordered[:_ROWS_SHOWN])
-    more = len(ordered) - _ROWS_SHOWN
-    return f"{text} and {more} more" if more > 0 else text
-
-
-def _rows_of(mask: pd.Series) -> str:
-    return _rows(mask.index[mask.to_numpy(dtype=bool)])
-
-
-def _examples(values: Iterable[Any]) -> str:
-    """Up to five distinct values, quoted: ``'x', 'y'``."""
-    seen: list[str] = []
-    for v in values:
-        text = _as_text(v)
-        shown = "missing" if text is None else repr(text)
-        if shown not in seen:
-            seen.append(shown)
-    more = len(seen) - _EXAMPLES_SHOWN
-    out = ", ".join(seen[:_EXAMPLES_SHOWN])
-    return f"{out} and {more} more" if more > 0 else out
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None or isinstance(value, str):
-        return value is None
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):  # array-like cell: not a missing scalar
-        return False
-
-
-def _as_text(value: Any) -> str | None:
-    """A cell as the text categories and event codes compare by (``None`` when missing).
-
-    Integer-valued floats lose their ``.0`` (a column with a missing value is read as float,
-    and its ``1.0`` is the category ``1``); text is stripped.
-    """
-    if _is_missing(value):
-        return None
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, Integral | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        number = float(value)
-        return str(int(number)) if number.is_integer() else str(number)
-    if isinstance(value, str):
-        text = value.strip()
-        if _INTEGER_FLOAT_TEXT.match(text):
-            return str(int(text.split(".")[0]))
-        return text
-    return str(value).strip()
-
-
-def _texts(series: pd.Series) -> pd.Series:
-    """:func:`_as_text` of every cell (object dtype, ``None`` where missing)."""
-    return pd.Series(
-        [_as_text(v) for v in series.to_numpy(dtype=object)], index=series.index, dtype=object
-    )
-
-
-def _to_number(series: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """float64 values (NaN where missing or not a number) and the mask of non-numbers."""
-    missing = series.isna()
-    if pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series):
-        values = np.full(len(series), np.nan)
-    else:
-        if isinstance(series.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(series):
-            series = series.astype(object)
-        coerced = pd.to_numeric(series, errors="coerce")
-        values = pd.Series(coerced, index=series.index).to_numpy(dtype=np.float64, na_value=np.nan)
-    numbers = pd.Series(values, index=series.index, dtype=np.float64)
-    return numbers, ~missing & numbers.isna()
-
-
-def _close(name: str, columns: Iterable[Any]) -> list[str]:
-    """Column names close to ``name`` (same up to case first), at most three."""
-    names = [str(c) for c in columns]
-    close = [c for c in names if c.casefold() == name.casefold() and c != name]
-    close += [c for c in difflib.get_close_matches(name, names, n=3, cutoff=0.6) if c not in close]
-    return close[:3]
-
-
-def _hint(name: str, columns: Iterable[Any]) -> str:
-    """`` (did you mean 'Age'?)`` for close column names, else ``""``."""
-    close = _close(name, columns)
-    if not close:
-        return ""
-    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
-
-
-def _column_list(columns: Iterable[Any]) -> str:
-    names = [str(c) for c in columns]
-    shown = ", ".join(names[:20])
-    return f"{shown}, ... ({len(names)} in all)" if len(names) > 20 else shown
-
-
-# -- reading ----------------------------------------------------------------------------------
-
-
-@dataclass
-class _Read:
-    """A source table after ``dates`` and ``where``, with what went wrong on the way."""
-
-    frame: pd.DataFrame  # index: data row numbers (1 = first after the header), name "row"
-    source_rows: int
-    problems: list[str] = field(default_factory=list)
-
-
-def _lifelines_table(source: str) -> pd.DataFrame:
-    import lifelines.datasets
-
-    name = source.split(":", 1)[1].strip()
-    available = sorted(n[len("load_") :] for n in dir(lifelines.datasets) if n.startswith("load_"))
-    if name not in available:
-        raise CohortError(
-            [
-                f"lifelines has no dataset {name!r}{_hint(name, available)}; available: "
-                + ", ".join(f"lifelines:{n}" for n in available)
-            ],
-            source,
-        )
-    table: pd.DataFrame = getattr(lifelines.datasets, f"load_{name}")()
-    # A named index is a column of the table (lymph_node's patient `id`); an unnamed one is
-    # just the position.
-    if any(n is not None for n in table.index.names):
-        return table.reset_index()
-    return table.reset_index(drop=True)
-
-
-def _file_kind(source: str) -> tuple[str, Literal["gzip"] | None]:
-    """(``csv``/``tsv``/``parquet``, compression) from the name, or a CohortError."""
-    name = source.split("?", 1)[0].lower()
-    compression: Literal["gzip"] | None
-    for suffix, kind, compression in (
-        (".csv.gz", "csv", "gzip"),
-        (".tsv.gz", "tsv", "gzip"),
-        (".csv", "csv", None),
-        (".tsv", "tsv", None),
-        (".parquet", "parquet", None),
-        (".pq", "parquet", None),
-    ):
-        if name.endswith(suffix):
-            return kind, compression
-    raise CohortError(
-        [
-            f"cannot tell the table's format from its name: expected {_FORMATS} (or "
-            "lifelines:<name>); rename the file or export it to one of these formats"
-        ],
-        source,
-    )
-
-
-def _file_table(source: str) -> pd.DataFrame:
-    kind, compression = _file_kind(source)
-    try:
-        with fsspec.open(source, "rb") as f:
-            if kind == "parquet":
-                return pd.read_parquet(f)
-            # Through a file object pandas cannot infer compression from the name.
-            return pd.read_csv(
-                f,
-                sep="\t" if kind == "tsv" else ",",
-                compression=compression,
-                keep_default_na=True,
-                encoding="utf-8-sig",  # a spreadsheet's byte-order mark is not the first column
-            )
-    except FileNotFoundError:
-        raise CohortError(
-            ["the file does not exist: check the path or URL (`source`)"], source
-        ) from None
-    except ImportError as exc:
-        raise CohortError(
-            [f"cannot open it: {exc}; install the fsspec backend for this URL"], source
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise CohortError(
-            [f"cannot read it as UTF-8 text ({exc}): save the table as UTF-8 CSV"], source
-        ) from exc
-    except (OSError, ValueError, EOFError, zlib.error) as exc:
-        # pandas' ParserError/EmptyDataError and pyarrow's ArrowInvalid are ValueErrors; a
-        # truncated gzip raises EOFError, OSError or zlib.error.
-        what = "Parquet" if kind == "parquet" else kind.upper()
-        raise CohortError(
-            [
-                f"cannot read it as a {what} table ({type(exc).__name__}: {exc}): check that the "
-                "file is complete and really in that format (export it again)"
-            ],
-            source,
-        ) from exc
-
-
-def _blank_to_missing(table: pd.DataFrame) -> pd.DataFrame:
-    """Empty (or blank) text cells are missing values, as an empty CSV field is."""
-    for name in table.columns:
-        col = table[name]
-        if col.dtype == object or pd.api.types.is_string_dtype(col):
-            blank = col.map(lambda v: isinstance(v, str) and not v.strip()).astype(bool)
-            if blank.any():
-                table[name] = col.mask(blank)
-    return table
-
-
-def _rename(table: pd.DataFrame, columns: Mapping[str, str]) -> tuple[pd.DataFrame, list[str]]:
-    problems: list[str] = []
-    valid: dict[str, str] = {}
-    for old, new in columns.items():
-        if old not in table.columns:
-            problems.append(
-                f"columns: {old!r} is not a column of the table{_hint(old, table.columns)}; "
-                f"columns are: {_column_list(table.columns)}"
-            )
-        elif new != old and new in table.columns and new not in columns:
-            problems.append(
-                f"columns: renaming {old!r} to {new!r} clashes with the table's own {new!r} "
-                f"column: rename that one too, or map {new!r} instead of {old!r}"
-            )
-        else:
-            valid[old] = new
-    return table.rename(columns=valid), problems
-
-
-def _parse_dates(table: pd.DataFrame, dates: Mapping[str, str]) -> list[str]:
-    problems: list[str] = []
-    for name, fmt in dates.items():
-        if name not in table.columns:
-            problems.append(
-                f"dates: column {name!r} is not in the table{_hint(name, table.columns)}; "
-                f"columns are: {_column_list(table.columns)}"
-            )
-            continue
-        col = table[name]
-        if pd.api.types.is_datetime64_any_dtype(col):
-            continue  # already dates (Parquet)
-        texts = _texts(col)
-        try:
-            parsed = pd.to_datetime(texts, format=fmt, errors="coerce")
-        except ValueError as exc:  # a bad directive, e.g. "%Q"
-            problems.append(
-                f"dates: {fmt!r} (column {name!r}) is not a strptime format ({exc}): write it "
-                "with %d, %m, %Y, ... e.g. '%d-%m-%Y'"
-            )
-            continue
-        bad = texts.notna() & parsed.isna()
-        if bad.any():
-            problems.append(
-                f"dates: column {name!r}: {_rows_of(bad)} do not match the format {fmt!r} "
-                f"({_examples(col[bad])}): correct the rows or the format in `dates`"
-            )
-        table[name] = parsed
-    return problems
-
-
-def _condition_mask(table: pd.DataFrame, cond: Condition) -> tuple[pd.Series | None, str | None]:
-    col = table[cond.column]
-    value = cond.value
-    if pd.api.types.is_datetime64_any_dtype(col):
-        try:
-            value = (
-                [pd.Timestamp(v) for v in value]
-                if isinstance(value, list)
-                else (pd.Timestamp(value))
-            )
-        except (TypeError, ValueError) as exc:
-            return None, (
-                f"where: {cond.column!r} is a date column and {cond.value!r} is not a date "
-                f"({exc}): write it as an ISO date, e.g. '1987-01-01'"
-            )
-    values = value if isinstance(value, list) else [value]
-    type_problem = (
-        f"where: cannot compare column {cond.column!r} ({col.dtype}) with {cond.value!r} "
-        f"({type(cond.value).__name__}) using {cond.op!r}: give a value of the column's type"
-    )
-    # Text against a numeric column never matches (`==`) or raises (`<`): either way a mistake.
-    numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
-    if numeric and any(isinstance(v, str) for v in values):
-        return None, type_problem
-    try:
-        if cond.op == "in":
-            mask = col.isin(values)
-        elif cond.op == "not in":
-            mask = ~col.isin(values)
-        else:
-            mask = _COMPARISONS[cond.op](col, value)
-    except TypeError:
-        return None, type_problem
-    return pd.Series(mask, index=table.index).fillna(False).astype(bool), None
-
-
-def _apply_where(table: pd.DataFrame, where: Sequence[Condition]) -> tuple[pd.DataFrame, list[str]]:
-    problems: list[str] = []
-    keep = pd.Series(True, index=table.index)
-    for cond in where:
-        if cond.column not in table.columns:
-            problems.append(
-                f"where: column {cond.column!r} is not in the table"
-                f"{_hint(cond.column, table.columns)}; columns are: {_column_list(table.columns)}"
-            )
-            continue
-        mask, problem = _condition_mask(table, cond)
-        if problem is not None:
-            problems.append(problem)
-        elif mask is not None:
-            keep &= mask
-    return table.loc[keep.to_numpy()], problems
-
-
-def _read(source: CohortSource) -> _Read:
-    """Read, rename (external), parse dates, filter; problems collected, I/O errors raised."""
-    if source.source.startswith("lifelines:"):
-        table = _lifelines_table(source.source)
-    else:
-        table = _file_table(source.source)
-    table.columns = pd.Index([str(c) for c in table.columns])
-    table = _blank_to_missing(table)
-    table.index = pd.RangeIndex(1, len(table) + 1, name="row")
-    problems: list[str] = []
-    if isinstance(source, ExternalSource) and source.columns:
-        table, problems = _rename(table, source.columns)
-    problems += _parse_dates(table, source.dates)
-    kept, where_problems = _apply_where(table, source.where)
-    return _Read(kept, len(table), problems + where_problems)
-
-
-def read_source(source: CohortSource) -> pd.DataFrame:
-    """Read a clinical table and keep the rows its ``where`` conditions select.
-
-    Parameters
-    ----------
-    source : CohortSource
-        ``source`` is a ``.csv``/``.csv.gz``/``.tsv``/``.parquet``/``.pq`` path or fsspec URL
-        (``file://``, ``memory://``, ...), or ``lifelines:<name>`` for
-        ``lifelines.datasets.load_<name>()`` (a named index becomes a column, e.g.
-        lymph_node's ``id``). ``dates`` columns are parsed with their ``strptime`` format
-        before the ``where`` conditions are applied (all must hold; dates compare with ISO
-        dates). An :class:`ExternalSource`'s ``columns`` renames are applied first, so its
-        ``dates`` and ``where`` use the development names. Empty text cells are missing.
-
-    Returns
-    -------
-    pandas.DataFrame, shape (n_kept_rows, n_columns)
-        The kept rows, as read (dates parsed), indexed by their data row number in the source
-        (index name ``row``; 1 = the first row after the header).
-
-    Raises
-    ------
-    CohortError
-        The source is missing, unreadable or of an unknown format; or, listing every one at
-        once: a date that does not parse (with its rows), a ``dates``/``where`` column not in
-        the table (with close names), a ``where`` value that cannot be compared with its
-        column.
-    """
-    read = _read(source)
-    if read.problems:
-        raise CohortError(read.problems, source.source)
-    return read.frame
-
-
 # -- checking ---------------------------------------------------------------------------------
 
 
 def _event_code(value: Any, event_values: Mapping[str, int] | None) -> float:
     """1.0 / 0.0, or NaN when the value is not an event code."""
-    if _is_missing(value):
+    if is_missing(value):
         return math.nan
-    text = _as_text(value)
+    text = as_text(value)
     assert text is not None
     if event_values is None:
         code = {"0": 0, "1": 1, "true": 1, "false": 0}.get(text.casefold())
@@ -491,7 +110,7 @@ def _event_code(value: Any, event_values: Mapping[str, int] | None) -> float:
 
 
 def _normalise_key(key: str) -> str:
-    text = _as_text(key)
+    text = as_text(key)
     return "" if text is None else text
 
 
@@ -517,50 +136,50 @@ def _check_required(table: pd.DataFrame, params: CohortParams, external: bool) -
     for name, role in roles:
         if name in table.columns:
             continue
-        hint = _hint(name, table.columns)
+        hint = did_you_mean(name, table.columns)
         if external:
             # Suggest a rename only from columns no other role already uses (e.g. not `time`
             # for a missing `tsize` when `time` is the duration column).
             taken = {n for n, _ in roles}
             free = [c for c in table.columns if str(c) not in taken]
-            close = (_close(name, free) or ["<name there>"])[0]
+            close = (close_names(name, free) or ["<name there>"])[0]
             problems.append(
                 f"column {name!r} ({role}) is not in the external table{hint}: if it has "
                 f"another name there, map it with `columns: {{{close}: {name}}}`; columns "
-                f"are: {_column_list(table.columns)}"
+                f"are: {column_list(table.columns)}"
             )
         else:
             problems.append(
                 f"column {name!r} ({role}) is not in the table{hint}; columns are: "
-                f"{_column_list(table.columns)}"
+                f"{column_list(table.columns)}"
             )
     return problems
 
 
 def _check_duration(col: pd.Series, name: str) -> tuple[pd.Series, list[str]]:
-    numbers, not_number = _to_number(col)
+    numbers, not_number = to_number(col)
     problems: list[str] = []
     missing = col.isna()
     if missing.any():
         problems.append(
-            f"duration column {name!r}: {_rows_of(missing)} have no follow-up time (missing): "
+            f"duration column {name!r}: {rows_of(missing)} have no follow-up time (missing): "
             "fill them in or remove the rows (e.g. with `where`)"
         )
     if not_number.any():
         problems.append(
-            f"duration column {name!r}: {_rows_of(not_number)} are not numbers "
-            f"({_examples(col[not_number])}): correct the rows"
+            f"duration column {name!r}: {rows_of(not_number)} are not numbers "
+            f"({examples(col[not_number])}): correct the rows"
         )
     negative = numbers < 0
     if negative.any():
         problems.append(
-            f"duration column {name!r}: {_rows_of(negative)} are negative "
-            f"({_examples(numbers[negative])}): a follow-up time is >= 0; correct the rows"
+            f"duration column {name!r}: {rows_of(negative)} are negative "
+            f"({examples(numbers[negative])}): a follow-up time is >= 0; correct the rows"
         )
     infinite = pd.Series(np.isinf(numbers.to_numpy()), index=numbers.index)
     if infinite.any():
         problems.append(
-            f"duration column {name!r}: {_rows_of(infinite)} are infinite: correct the rows"
+            f"duration column {name!r}: {rows_of(infinite)} are infinite: correct the rows"
         )
     bad = negative | infinite
     return numbers.mask(bad), problems
@@ -584,41 +203,41 @@ def _check_event(
         expected = "one of event_values' keys (" + ", ".join(map(repr, event_values)) + ")"
         fix = "correct the rows or add the values to `event_values`"
     return codes, [
-        f"event column {name!r}: {_rows_of(bad)} hold {_examples(col[bad])}, expected "
+        f"event column {name!r}: {rows_of(bad)} hold {examples(col[bad])}, expected "
         f"{expected}: {fix}"
     ]
 
 
 def _check_id(col: pd.Series, name: str) -> tuple[pd.Series, list[str]]:
-    texts = _texts(col)
+    texts = cell_texts(col)
     problems: list[str] = []
     missing = texts.isna()
     if missing.any():
         problems.append(
-            f"id column {name!r}: {_rows_of(missing)} have no patient id: fill them in, or "
+            f"id column {name!r}: {rows_of(missing)} have no patient id: fill them in, or "
             "leave `id` unset to name patients by row"
         )
     duplicated = texts.notna() & texts.duplicated(keep=False)
     if duplicated.any():
         problems.append(
-            f"id column {name!r}: ids repeat ({_examples(texts[duplicated])}) in "
-            f"{_rows_of(duplicated)}: each patient must appear once; remove the duplicate rows"
+            f"id column {name!r}: ids repeat ({examples(texts[duplicated])}) in "
+            f"{rows_of(duplicated)}: each patient must appear once; remove the duplicate rows"
         )
     return texts, problems
 
 
 def _check_numeric(col: pd.Series, cov: Covariate) -> tuple[pd.Series, list[str]]:
-    numbers, not_number = _to_number(col)
+    numbers, not_number = to_number(col)
     problems: list[str] = []
     if not_number.any():
         problems.append(
-            f"covariate {cov.name}: {_rows_of(not_number)} are not numbers "
-            f"({_examples(col[not_number])}): correct the rows, or declare it "
+            f"covariate {cov.name}: {rows_of(not_number)} are not numbers "
+            f"({examples(col[not_number])}): correct the rows, or declare it "
             "`kind: categorical`"
         )
     infinite = pd.Series(np.isinf(numbers.to_numpy()), index=numbers.index)
     if infinite.any():
-        problems.append(f"covariate {cov.name}: {_rows_of(infinite)} are infinite: correct them")
+        problems.append(f"covariate {cov.name}: {rows_of(infinite)} are infinite: correct them")
     return numbers.mask(infinite), problems
 
 
@@ -642,7 +261,7 @@ def _check_categorical(
     ``unseen`` is None for the development cohort (declared levels are checked), else the
     external cohort's policy for values outside the development levels.
     """
-    texts = _texts(col)
+    texts = cell_texts(col)
     missing = texts.isna()
     problems: list[str] = []
     levels = cov.levels if cov.levels is not None else _resolve_levels(texts)
@@ -653,10 +272,10 @@ def _check_categorical(
         by_value = [
             (value, outside & (texts == value)) for value in pd.unique(texts[outside].dropna())
         ]
-        parts = [f"value {value!r} in {_rows_of(mask)}" for value, mask in by_value]
-        shown = ", ".join(parts[:_EXAMPLES_SHOWN])
-        if len(parts) > _EXAMPLES_SHOWN:
-            shown += f" and {len(parts) - _EXAMPLES_SHOWN} more values"
+        parts = [f"value {value!r} in {rows_of(mask)}" for value, mask in by_value]
+        shown = ", ".join(parts[:EXAMPLES_SHOWN])
+        if len(parts) > EXAMPLES_SHOWN:
+            shown += f" and {len(parts) - EXAMPLES_SHOWN} more values"
         many = len(parts) > 1
         if unseen is None:
             verb = "are not declared levels" if many else "is not a declared level"
@@ -739,9 +358,7 @@ def _check_columns(
             resolved.append(res)
         problems += p
         if unseen is None and distinct < 2:
-            what = (
-                "no values" if distinct == 0 else f"a single value ({_examples(values.dropna())})"
-            )
+            what = "no values" if distinct == 0 else f"a single value ({examples(values.dropna())})"
             problems.append(
                 f"covariate {cov.name}: has {what} in the {n} rows: a constant cannot explain "
                 "survival; remove it from covariates"
@@ -750,7 +367,7 @@ def _check_columns(
         if share > params.missing.max_fraction:
             problems.append(
                 f"covariate {cov.name}: missing in {100 * share:.1f}% of the rows "
-                f"({int(miss.sum())} of {n}: {_rows_of(miss)}), more than "
+                f"({int(miss.sum())} of {n}: {rows_of(miss)}), more than "
                 f"missing.max_fraction = {params.missing.max_fraction:g}: complete the column, "
                 "remove the covariate, or raise max_fraction"
             )
@@ -858,7 +475,7 @@ def _summary(
 
 
 def _assemble(
-    read: _Read,
+    read: SourceRows,
     params: CohortParams,
     source: str,
     *,
@@ -995,7 +612,7 @@ def load_cohort(params: CohortParams) -> Cohort:
         missing in more than ``missing.max_fraction`` of the rows, no rows after ``where``, no
         events; and the problems :func:`read_source` reports.
     """
-    return _assemble(_read(params), params, params.source, unseen=None, development=None)
+    return _assemble(read_rows(params), params, params.source, unseen=None, development=None)
 
 
 def load_external(source: ExternalSource, record: CohortRecord) -> Cohort:
@@ -1045,7 +662,9 @@ def load_external(source: ExternalSource, record: CohortRecord) -> Cohort:
             ],
             source.source,
         )
-    return _assemble(_read(source), params, source.source, unseen=source.unseen, development=record)
+    return _assemble(
+        read_rows(source), params, source.source, unseen=source.unseen, development=record
+    )
 
 
 def cohort_from_table(table: pd.DataFrame, record: CohortRecord, summary: pd.DataFrame) -> Cohort:
@@ -1107,7 +726,7 @@ def cohort_from_table(table: pd.DataFrame, record: CohortRecord, summary: pd.Dat
         unknown = values.notna() & ~values.isin(labels)
         if unknown.any():
             problems.append(
-                f"covariate {cov.name}: labels {_examples(values[unknown])} are not the record's "
+                f"covariate {cov.name}: labels {examples(values[unknown])} are not the record's "
                 f"levels ({', '.join(labels)}): the table and the record come from different runs"
             )
         frame[cov.name] = pd.Categorical(values.to_numpy(dtype=object), categories=labels)
