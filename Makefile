@@ -28,6 +28,7 @@ $(DEMO_MOSAIC): | $(STAMP)
 demo: $(STAMP) $(DEMO_DATA)/manifest.csv $(DEMO_MOSAIC)
 	$(BIN)/pipeline run jobs/galaxy_survey.yaml
 	$(BIN)/pipeline run jobs/mosaic_survey.yaml
+	$(BIN)/pipeline run jobs/survival.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests benchmarks

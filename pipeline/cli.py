@@ -432,14 +432,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
             s.get("name") or s.get("stage") for s in m.job.get("stages", [])
         ]
     names = list(dict.fromkeys([*planned, *m.stages]))
+    width = max([16, *(len(str(n)) for n in names)])
     for name in names:
         rec = m.stages.get(name)
         if rec is None:
-            print(f"  {name:<16} pending")
+            print(f"  {name:<{width}} pending")
             continue
         counts = ", ".join(f"{k} {v}" for k, v in rec.counts.items())
         secs = f"{rec.seconds:.1f} s" if rec.seconds is not None else ""
-        line = f"  {name:<16} {rec.status:<8} {secs:>9}  {counts}"
+        line = f"  {name:<{width}} {rec.status:<8} {secs:>9}  {counts}"
         print(line + (f"\n    error: {rec.error}" if rec.error else ""))
     col = m.collection
     if col:

@@ -19,6 +19,7 @@ from pipeline.figures import figure_html, grid_png, new_figure, table_html
 from pipeline.manifest import Manifest, load_manifest
 from pipeline.report_clusters import clusters_section, reduce_section
 from pipeline.report_embed import embed_section, probe_section
+from pipeline.report_survival import survival_section
 from pipeline.store import RunStore
 from pipeline.tables import read_table
 
@@ -248,11 +249,16 @@ def write_report(
         f"<p>Store: <code>{html.escape(store.url)}</code></p>",
         "<h2>Stages</h2>",
         _stages_section(manifest, current_step),
-        "<h2>Collection</h2>",
-        _collection_section(store, manifest),
-        "<h2>Quarantine</h2>",
-        _quarantine_section(manifest, params.max_quarantine_rows),
     ]
+    # A job over clinical tables only (no image collection, no ingest) has no collection or
+    # quarantine to speak of.
+    if manifest.collection or (manifest.job or {}).get("input") is not None:
+        parts += [
+            "<h2>Collection</h2>",
+            _collection_section(store, manifest),
+            "<h2>Quarantine</h2>",
+            _quarantine_section(manifest, params.max_quarantine_rows),
+        ]
     montage = _montage_png(store, params.montage_images, seed)
     if montage is not None:
         png, ids = montage
@@ -270,6 +276,7 @@ def write_report(
     parts.append(clusters_section(store, seed))
     parts.append(embed_section(store))
     parts.append(probe_section(store))
+    parts.append(survival_section(store))
     parts += [f"<h2>Versions</h2><p>{html.escape(versions)}</p>", "</body></html>"]
     store.write_bytes("report/index.html", "\n".join(parts).encode())
     log.info("report written to %s", store.path("report/index.html"))

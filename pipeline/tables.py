@@ -41,7 +41,6 @@ class TableSchema:
     open_columns: bool = False
 
 
-
 # -- survival (seed 004) ----------------------------------------------------------------------
 # Times in these tables are in the job's `time_unit` (the `cohort` stage's; default years), not
 # in the clinical table's duration unit. Patient identifiers appear only in `cohort`,
@@ -59,8 +58,7 @@ _KM_SUMMARY = {
     "group": "the group (category label, or for a numeric covariate its interval)",
     "n": "patients in the group",
     "events": "events observed in the group",
-    "median": "Kaplan-Meier median survival time (time_unit); inf when the curve stays "
-    "above 0.5",
+    "median": "Kaplan-Meier median survival time (time_unit); inf when the curve stays above 0.5",
     "median_lower": "lower bound of the median's confidence interval (time_unit)",
     "median_upper": "upper bound (time_unit; inf when not reached)",
 }
@@ -171,8 +169,7 @@ _SURVIVAL_TABLES: tuple[TableSchema, ...] = (
         "One row per term of the univariate Cox models (one model per covariate).",
         {
             **_COX_TERMS,
-            "variable_p": "likelihood-ratio test p-value of the covariate's model (all its "
-            "terms)",
+            "variable_p": "likelihood-ratio test p-value of the covariate's model (all its terms)",
             "selected": "whether variable_p is below the selection threshold, so the "
             "covariate enters the multivariate model",
             "n": "patients in the model",
@@ -209,8 +206,7 @@ _SURVIVAL_TABLES: tuple[TableSchema, ...] = (
         "One row per candidate number of phenotypes k (stage `phenotypes`).",
         {
             "k": "number of phenotypes",
-            "silhouette": "mean silhouette of the cut on the patient distance (higher is "
-            "better)",
+            "silhouette": "mean silhouette of the cut on the patient distance (higher is better)",
             "smallest": "patients in the smallest phenotype",
             "eligible": "whether every phenotype has at least `min_size` of the patients",
             "chosen": "whether this k was chosen (largest silhouette among the eligible)",

@@ -15,7 +15,7 @@ off a few outlying patients as "phenotypes" (on GBSG2 every cut of 2-6 had a sin
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,6 +34,7 @@ __all__ = [
     "PhenotypeParams",
     "PhenotypeResult",
     "cluster_phenotypes",
+    "coinciding_covariates",
     "count_replicate",
     "distance_matrix",
     "gower_distance",
@@ -69,6 +70,11 @@ class PhenotypeParams(BaseModel):
         1 - confidence level of intervals.
     bootstrap : int
         Bootstrap replicates for the interval of the phenotype count (0 = none).
+    weights : dict of str to float
+        Weight of a covariate in the distance (default 1 each; Gower's ``w_k``). Under Gower a
+        category mismatch counts as much as the full range of a numeric covariate, so a
+        categorical covariate can dominate the clustering (see ``coincides_with`` in
+        ``models/phenotypes.json``); a weight below 1 tempers it.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -82,12 +88,16 @@ class PhenotypeParams(BaseModel):
     times: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0])
     alpha: float = Field(0.05, gt=0, lt=1)
     bootstrap: int = Field(200, ge=0, le=10_000)
+    weights: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> PhenotypeParams:
         lo, hi = self.k_range
         if lo < 2 or hi < lo:
             raise ValueError(f"k_range {list(self.k_range)}: need 2 <= low <= high")
+        bad = {k: w for k, w in self.weights.items() if not (w >= 0 and np.isfinite(w))}
+        if bad or (self.weights and not any(w > 0 for w in self.weights.values())):
+            raise ValueError(f"weights {bad or self.weights}: need finite values >= 0, some > 0")
         return self
 
 
@@ -112,7 +122,12 @@ class PhenotypeResult:
     distance: str
 
 
-def gower_distance(numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+def gower_distance(
+    numeric: np.ndarray,
+    categorical: np.ndarray,
+    numeric_weights: Sequence[float] | None = None,
+    categorical_weights: Sequence[float] | None = None,
+) -> np.ndarray:
     """Gower's distance between every pair of patients.
 
     Parameters
@@ -121,6 +136,8 @@ def gower_distance(numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
         Numeric covariates; each is scaled by its range (a constant one contributes 0).
     categorical : numpy.ndarray, shape (n_patients, n_categorical)
         Category codes; a pair differs by 1 on a covariate whose codes differ.
+    numeric_weights, categorical_weights : sequence of float, optional
+        Weight of each column (default 1); the distance is the weighted mean.
 
     Returns
     -------
@@ -128,16 +145,23 @@ def gower_distance(numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
         Symmetric, zero diagonal, values in [0, 1].
     """
     n = numeric.shape[0] if numeric.size else categorical.shape[0]
+    wn = np.ones(numeric.shape[1]) if numeric_weights is None else np.asarray(numeric_weights)
+    wc = (
+        np.ones(categorical.shape[1])
+        if categorical_weights is None
+        else np.asarray(categorical_weights)
+    )
     total = np.zeros((n, n))
     for j in range(numeric.shape[1]):
         x = numeric[:, j]
         span = float(x.max() - x.min())
-        if span > 0:
-            total += np.abs(x[:, None] - x[None, :]) / span
+        if span > 0 and wn[j] > 0:
+            total += wn[j] * np.abs(x[:, None] - x[None, :]) / span
     for j in range(categorical.shape[1]):
         c = categorical[:, j]
-        total += c[:, None] != c[None, :]
-    return total / max(numeric.shape[1] + categorical.shape[1], 1)
+        if wc[j] > 0:
+            total += wc[j] * (c[:, None] != c[None, :])
+    return total / max(float(wn.sum() + wc.sum()), 1e-12)
 
 
 def _parts(frame: pd.DataFrame, covariates: Sequence[Covariate]) -> tuple[np.ndarray, np.ndarray]:
@@ -155,9 +179,21 @@ def _parts(frame: pd.DataFrame, covariates: Sequence[Covariate]) -> tuple[np.nda
 
 
 def distance_matrix(
-    frame: pd.DataFrame, covariates: Sequence[Covariate], kind: str = "auto"
+    frame: pd.DataFrame,
+    covariates: Sequence[Covariate],
+    kind: str = "auto",
+    weights: Mapping[str, float] | None = None,
 ) -> tuple[np.ndarray, str]:
     """Distances between the patients of ``frame`` on ``covariates``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A cohort frame.
+    covariates : sequence of Covariate
+    kind : {"auto", "gower", "euclidean"}
+    weights : mapping of str to float, optional
+        Covariate -> weight (default 1).
 
     Returns
     -------
@@ -165,21 +201,49 @@ def distance_matrix(
     kind : str
         ``gower`` or ``euclidean`` (what ``auto`` resolved to).
     """
+    weights = weights or {}
     numeric, categorical = _parts(frame, covariates)
+    wn = [weights.get(c.name, 1.0) for c in covariates if c.kind == "numeric"]
+    wc = [weights.get(c.name, 1.0) for c in covariates if c.kind == "categorical"]
     if kind == "auto":
         kind = "gower" if categorical.shape[1] else "euclidean"
     if kind == "gower":
-        return gower_distance(numeric, categorical), kind
-    # Euclidean: standardised numeric covariates and one 0/1 column per category level.
+        return gower_distance(numeric, categorical, wn, wc), kind
+    # Euclidean: standardised numeric covariates and one 0/1 column per category level, each
+    # scaled by the square root of its covariate's weight (so squared distances are weighted).
     cols = []
     if numeric.shape[1]:
         sd = numeric.std(axis=0)
-        cols.append((numeric - numeric.mean(axis=0)) / np.where(sd > 0, sd, 1.0))
+        z = (numeric - numeric.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        cols.append(z * np.sqrt(np.asarray(wn))[None, :])
     for j in range(categorical.shape[1]):
         codes = categorical[:, j]
-        cols.append((codes[:, None] == np.unique(codes)[None, :]).astype(np.float64))
+        onehot = (codes[:, None] == np.unique(codes)[None, :]).astype(np.float64)
+        cols.append(onehot * np.sqrt(wc[j]))
     x = np.hstack(cols)
     return squareform(pdist(x)), kind
+
+
+def coinciding_covariates(
+    frame: pd.DataFrame, covariates: Sequence[Covariate], labels: np.ndarray
+) -> list[str]:
+    """Categorical covariates whose levels the phenotypes merely reproduce.
+
+    A covariate coincides with the phenotypes when each phenotype holds patients of a single
+    level of it: the clustering then says no more than that covariate does.
+
+    Returns
+    -------
+    list of str
+    """
+    out = []
+    for cov in covariates:
+        if cov.kind != "categorical":
+            continue
+        table = pd.crosstab(labels, frame[cov.name].astype(str).to_numpy())
+        if ((table.to_numpy() > 0).sum(axis=1) == 1).all():
+            out.append(cov.name)
+    return out
 
 
 def _cuts(distances: np.ndarray, method: str, ks: Sequence[int]) -> dict[int, np.ndarray]:
@@ -248,7 +312,13 @@ def cluster_phenotypes(
     ParameterError
         If no k in ``k_range`` gives phenotypes of at least ``min_size``.
     """
-    distances, kind = distance_matrix(frame, covariates, params.distance)
+    unknown = sorted(set(params.weights) - {c.name for c in covariates})
+    if unknown:
+        raise ParameterError(
+            f"phenotypes.weights names {unknown}, which are not clustered covariates "
+            f"({', '.join(c.name for c in covariates)}); remove them or add them to covariates"
+        )
+    distances, kind = distance_matrix(frame, covariates, params.distance, params.weights)
     if params.linkage == "ward" and kind == "gower":
         distances = np.sqrt(distances)
     n = len(frame)

@@ -42,6 +42,7 @@ from pipeline.survival.km import KMTables, group_labels, km_tables
 from pipeline.survival.phenotypes import (
     PhenotypeParams,
     cluster_phenotypes,
+    coinciding_covariates,
     count_replicate,
     phenotype_profiles,
 )
@@ -497,9 +498,20 @@ def run_phenotypes(
         analysis="phenotypes",
         cohort="development",
     )
+    coincide = coinciding_covariates(frame, covs, labels)
+    if coincide:
+        log.warning(
+            "the phenotypes coincide with the levels of %s: each phenotype holds one level. "
+            "Under Gower's distance a category mismatch weighs as much as a numeric covariate's "
+            "whole range; give it a weight below 1 (phenotypes.weights) for phenotypes that "
+            "say more than the category does",
+            ", ".join(coincide),
+        )
     store.write_json(
         PHENOTYPE_RECORD,
         {
+            "coincides_with": coincide,
+            "weights": params.weights,
             "k": result.k,
             "distance": result.distance,
             "linkage": params.linkage,

@@ -18,6 +18,7 @@ from pipeline.survival.bootstrap import percentile_interval, replicate_seeds, ru
 from pipeline.survival.phenotypes import (
     PhenotypeParams,
     cluster_phenotypes,
+    coinciding_covariates,
     count_replicate,
     gower_distance,
     phenotype_profiles,
@@ -140,3 +141,26 @@ def test_percentile_interval_ignores_undefined_replicates() -> None:
     lo, hi = percentile_interval([1.0, 2.0, 3.0, float("nan")], alpha=0.0)
     assert (lo, hi) == (1.0, 3.0)
     assert np.isnan(percentile_interval([float("nan")])[0])
+
+
+def test_weights_make_a_weighted_mean_of_the_covariates() -> None:
+    numeric = np.array([[0.0], [10.0]])
+    categorical = np.array([[0], [1]])
+    # |0-10|/10 = 1 with weight 1, mismatch 1 with weight 0.25 -> (1 + 0.25) / 1.25 = 1.
+    assert gower_distance(numeric, categorical, [1.0], [0.25])[0, 1] == pytest.approx(1.0)
+    numeric = np.array([[0.0], [5.0], [10.0]])
+    categorical = np.array([[0], [1], [0]])
+    d = gower_distance(numeric, categorical, [1.0], [0.5])
+    assert d[0, 1] == pytest.approx((0.5 + 0.5) / 1.5)
+    with pytest.raises(ValueError, match="weights"):
+        PhenotypeParams(weights={"age": -1.0})
+
+
+def test_phenotypes_that_merely_reproduce_a_category_are_named() -> None:
+    frame, covs = _cohort()
+    result, _ = cluster_phenotypes(frame, covs, PhenotypeParams(k_range=(2, 6)))
+    assert coinciding_covariates(frame, covs, result.labels) == ["stage"]
+    mixed = np.where(np.arange(len(frame)) % 2 == 0, 1, 2)
+    assert coinciding_covariates(frame, covs, mixed) == []
+    with pytest.raises(ParameterError, match="not clustered covariates"):
+        cluster_phenotypes(frame, covs, PhenotypeParams(weights={"grade": 0.5}))
