@@ -370,11 +370,7 @@ def stage_registry() -> dict[str, StageDef]:
             "validate_external",
             _validate_external_stage,
             ExternalParams,
-            (
-                "tables/validation_cohort.parquet",
-                "tables/validation_phenotypes.parquet",
-                "tables/validation_km_summary.parquet",
-            ),
+            ("tables/validation_cohort.parquet", "models/validation_cohort.json"),
             "external cohort: validated with the development column map, phenotypes "
             "predicted, KM by predicted phenotype, the Cox model's concordance",
             preflight=check_external,

@@ -125,7 +125,11 @@ def _cosine_lr(base: float, step: int, total: int) -> float:
 def _loss_rows(store: RunStore, upto: int) -> list[dict[str, Any]]:
     if not store.exists(LOSS_CSV):
         return []
-    old = pd.read_csv(io.BytesIO(store.read_bytes(LOSS_CSV)), keep_default_na=False)
+    # round_trip: pandas' default float parser can be 1 ulp off what to_csv wrote, and the
+    # losses of a resumed run must equal those of an uninterrupted one.
+    old = pd.read_csv(
+        io.BytesIO(store.read_bytes(LOSS_CSV)), keep_default_na=False, float_precision="round_trip"
+    )
     return [{str(k): v for k, v in r.items()} for r in old.to_dict("records") if r["epoch"] <= upto]
 
 

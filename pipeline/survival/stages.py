@@ -193,7 +193,9 @@ def _replace_rows(store: RunStore, name: str, rows: pd.DataFrame, **keys: str) -
         keep = np.ones(len(old), dtype=bool)
         for col, value in keys.items():
             keep &= (old[col] == value).to_numpy()
-        rows = pd.concat([old.loc[~keep], rows], ignore_index=True)
+        kept = old.loc[~keep].reset_index(drop=True)
+        # (concat with an empty frame is deprecated in pandas: skip it)
+        rows = kept if rows.empty else pd.concat([kept, rows], ignore_index=True)
     write_table(store, name, rows)
 
 
@@ -202,6 +204,9 @@ def _write_km(store: RunStore, prefix: str, tables: KMTables) -> None:
     write_table(store, f"{prefix}km_times", tables.times)
     write_table(store, f"{prefix}km_curves", tables.curves)
     write_table(store, f"{prefix}logrank", tables.logrank)
+
+
+_METRIC_COLUMNS = ["analysis", "cohort", "metric", "value", "lower", "upper", "replicates"]
 
 
 def _metric(
@@ -229,6 +234,41 @@ def _patient_table(cohort: Cohort) -> pd.DataFrame:
         if cov.kind == "categorical":
             frame[cov.name] = frame[cov.name].astype(str)
     return frame
+
+
+def _concordance(
+    client: Client | None,
+    cohort: str,
+    frame: pd.DataFrame,
+    risk: np.ndarray,
+    *,
+    seed: int,
+    stream: int,
+    replicates: int,
+    progress: ProgressFn,
+) -> dict[str, Any]:
+    """The ``survival_metrics`` row of a risk score's concordance with its bootstrap CI."""
+    duration, event = frame["duration"].to_numpy(), frame["event"].to_numpy()
+    seeds = replicate_seeds(seed, replicates, stream=stream)
+    reps = run_replicates(
+        client,
+        concordance_replicate,
+        (duration, event, risk),
+        seeds,
+        progress=progress,
+        label=f"{cohort}: concordance bootstrap",
+    )
+    c = harrell_c(duration, event, risk)
+    return _metric(
+        "cox_multivariate", cohort, "concordance", c, percentile_interval(reps), len(seeds)
+    )
+
+
+def _phenotype_groups(labels: np.ndarray, k: int) -> pd.Series:
+    """Phenotype numbers as an ordered categorical of "1".."k" (KM tables keep that order)."""
+    return pd.Series(
+        pd.Categorical([str(v) for v in labels], categories=[str(i) for i in range(1, k + 1)])
+    )
 
 
 # -- cohort ------------------------------------------------------------------------------------
@@ -348,25 +388,16 @@ def run_cox(
             frame, selected, alpha=params.alpha, penalizer=params.penalizer
         )
         risk = fit.fitter.predict_log_partial_hazard(fit.design).to_numpy()
-        duration, event = frame["duration"].to_numpy(), frame["event"].to_numpy()
-        seeds = replicate_seeds(seed, params.bootstrap, stream=_STREAM_CONCORDANCE)
-        reps = run_replicates(
-            client,
-            concordance_replicate,
-            (duration, event, risk),
-            seeds,
-            progress=progress,
-            label="cox: concordance bootstrap",
-        )
-        c = harrell_c(duration, event, risk)
         metrics += [
-            _metric(
-                "cox_multivariate",
+            _concordance(
+                client,
                 "development",
-                "concordance",
-                c,
-                percentile_interval(reps),
-                len(seeds),
+                frame,
+                risk,
+                seed=seed,
+                stream=_STREAM_CONCORDANCE,
+                replicates=params.bootstrap,
+                progress=progress,
             ),
             _metric("cox_multivariate", "development", "log_likelihood_ratio_p", fit.lr_p),
         ]
@@ -406,14 +437,13 @@ def run_cox(
             "coef": [],
         }
     write_table(store, "cox_multivariate", terms)
-    if metrics:
-        _replace_rows(
-            store,
-            "survival_metrics",
-            pd.DataFrame(metrics),
-            analysis="cox_multivariate",
-            cohort="development",
-        )
+    _replace_rows(
+        store,
+        "survival_metrics",
+        pd.DataFrame(metrics, columns=_METRIC_COLUMNS),
+        analysis="cox_multivariate",
+        cohort="development",
+    )
     store.write_json(COX_MODEL, model)
     return {"screened": len(covs), "selected": len(selected), "terms": len(terms)}
 
@@ -462,11 +492,7 @@ def run_phenotypes(
         "patient_phenotypes",
         pd.DataFrame({"patient": frame["patient"].to_numpy(), "phenotype": labels}),
     )
-    groups = pd.Series(
-        pd.Categorical(
-            [str(v) for v in labels], categories=[str(k) for k in range(1, result.k + 1)]
-        )
-    )
+    groups = _phenotype_groups(labels, result.k)
     km = km_tables(
         frame["duration"].to_numpy(),
         frame["event"].to_numpy(),
@@ -602,33 +628,10 @@ def check_external(store: RunStore, params: ExternalParams) -> None:
         read_source(params)
 
 
-def run_validate_external(
-    store: RunStore,
-    params: ExternalParams,
-    client: Client | None,
-    *,
-    seed: int,
-    progress: ProgressFn = no_progress,
-) -> dict[str, int]:
-    """Apply the trained phenotype classifier and the Cox model to an external cohort.
-
-    Returns
-    -------
-    dict
-        Counts: patients, events, phenotypes (predicted, distinct).
-    """
-    record = _record(store)
-    if not store.exists(CLASSIFIER):
-        raise StoreError(
-            f"{store.path(CLASSIFIER)} does not exist: validate_external needs a "
-            "classify_phenotypes stage before it in the job"
-        )
-    cohort = load_external(params, record)
-    frame = cohort.frame
-    write_table(store, "validation_cohort", _patient_table(cohort))
-    _replace_rows(store, "cohort_summary", cohort.summary, cohort="validation")
-    store.write_json(VALIDATION_RECORD, cohort.record.model_dump(mode="json"))
-
+def _validate_phenotypes(
+    store: RunStore, frame: pd.DataFrame, record: CohortRecord, params: ExternalParams
+) -> tuple[list[dict[str, Any]], int]:
+    """Predicted phenotypes of the external patients and their KM tables; log-rank row."""
     # Our own pickle (see run_classify_phenotypes).
     blob = pickle.loads(store.read_bytes(CLASSIFIER))
     which = store.read_json(CLASSIFIER_RECORD)["predict_with"]
@@ -641,54 +644,90 @@ def run_validate_external(
     )
     duration = frame["duration"].to_numpy()
     event = frame["event"].to_numpy()
-    k = len(blob["phenotype_survival"])
-    groups = pd.Series(
-        pd.Categorical([str(v) for v in predicted], categories=[str(i) for i in range(1, k + 1)])
-    )
     found = int(np.unique(predicted).size)
-    metrics: list[dict[str, Any]] = []
     if found >= 2:
-        km = km_tables(duration, event, groups, "phenotype", times=params.times, alpha=params.alpha)
+        groups: pd.Series | None = _phenotype_groups(predicted, len(blob["phenotype_survival"]))
     else:
         log.warning("the external cohort was predicted into one phenotype only: no log-rank")
-        km = km_tables(duration, event, None, "phenotype", times=params.times, alpha=params.alpha)
+        groups = None
+    km = km_tables(duration, event, groups, "phenotype", times=params.times, alpha=params.alpha)
     _write_km(store, "validation_", km)
     multi = km.logrank[km.logrank["test"] == "multivariate"]
-    if len(multi):
-        metrics.append(_metric("phenotypes", "validation", "logrank_p", multi["p"].iloc[0]))
+    rows = (
+        [_metric("phenotypes", "validation", "logrank_p", multi["p"].iloc[0])] if len(multi) else []
+    )
+    return rows, found
 
+
+def run_validate_external(
+    store: RunStore,
+    params: ExternalParams,
+    client: Client | None,
+    *,
+    seed: int,
+    progress: ProgressFn = no_progress,
+) -> dict[str, int]:
+    """Apply the trained phenotype classifier and the Cox model to an external cohort.
+
+    Either may be missing from the job (no ``classify_phenotypes``, or no covariate passed the
+    Cox screen); the stage validates what there is.
+
+    Returns
+    -------
+    dict
+        Counts: patients, events, phenotypes (predicted, distinct; 0 without a classifier).
+
+    Raises
+    ------
+    StoreError
+        If the job has neither a phenotype classifier nor a multivariate Cox model to validate.
+    """
+    record = _record(store)
     model = store.read_json(COX_MODEL) if store.exists(COX_MODEL) else None
-    if model and model["terms"]:
+    has_cox = bool(model and model["terms"])
+    has_classifier = store.exists(CLASSIFIER)
+    if not (has_cox or has_classifier):
+        raise StoreError(
+            "validate_external has nothing to validate: no phenotype classifier "
+            f"({CLASSIFIER}) and no multivariate Cox model ({COX_MODEL}); put "
+            "classify_phenotypes and/or cox before it in the job"
+        )
+    cohort = load_external(params, record)
+    frame = cohort.frame
+    write_table(store, "validation_cohort", _patient_table(cohort))
+    _replace_rows(store, "cohort_summary", cohort.summary, cohort="validation")
+    store.write_json(VALIDATION_RECORD, cohort.record.model_dump(mode="json"))
+
+    metrics: list[dict[str, Any]] = []
+    found = 0
+    if has_classifier:
+        metrics, found = _validate_phenotypes(store, frame, record, params)
+    else:
+        # Tables of an earlier run with a classifier would describe another model.
+        for name in ("phenotypes", "km_summary", "km_times", "km_curves", "logrank"):
+            store.remove(f"tables/validation_{name}.parquet")
+    if has_cox and model is not None:
         chosen = [c for c in record.params.covariates if c.name in set(model["selected"])]
         design = design_matrix(frame, chosen)[model["terms"]]
         risk = design.to_numpy() @ np.asarray(model["coef"], dtype=np.float64)
-        seeds = replicate_seeds(seed, params.bootstrap, stream=_STREAM_VALIDATION)
-        reps = run_replicates(
-            client,
-            concordance_replicate,
-            (duration, event, risk),
-            seeds,
-            progress=progress,
-            label="validation: concordance bootstrap",
-        )
         metrics.append(
-            _metric(
-                "cox_multivariate",
+            _concordance(
+                client,
                 "validation",
-                "concordance",
-                harrell_c(duration, event, risk),
-                percentile_interval(reps),
-                len(seeds),
+                frame,
+                risk,
+                seed=seed,
+                stream=_STREAM_VALIDATION,
+                replicates=params.bootstrap,
+                progress=progress,
             )
         )
-    if metrics:
-        rows = pd.DataFrame(metrics)
-        for analysis in rows["analysis"].unique():
-            _replace_rows(
-                store,
-                "survival_metrics",
-                rows[rows["analysis"] == analysis],
-                analysis=str(analysis),
-                cohort="validation",
-            )
+    # Replace every validation row: a figure the models no longer give must not linger.
+    _replace_rows(
+        store,
+        "survival_metrics",
+        pd.DataFrame(metrics, columns=_METRIC_COLUMNS),
+        cohort="validation",
+    )
+    event = frame["event"].to_numpy()
     return {"patients": len(frame), "events": int(event.sum()), "phenotypes": found}

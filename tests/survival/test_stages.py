@@ -167,3 +167,22 @@ stages:
 """
     with pytest.raises(StageError, match="put a `cohort` stage before"):
         run_job(parse_job(text), client=client)
+
+
+def test_external_validation_of_the_cox_model_alone(tables: Path, client: Client) -> None:
+    # A job without phenotypes: the external cohort validates the Cox model only.
+    text = _job(tables, tables / "external.csv", store="cox_only")
+    head, _, tail = text.partition("  - stage: phenotypes")
+    cox_only = head + "  - stage: validate_external" + tail.split("  - stage: validate_external")[1]
+    run_job(parse_job(cox_only), client=client)
+    store = RunStore(str(tables / "cox_only"))
+    metrics = read_table(store, "survival_metrics")
+    validation = metrics[metrics.cohort == "validation"]
+    assert validation["metric"].tolist() == ["concordance"]
+    assert not store.exists("tables/validation_phenotypes.parquet")
+    # No covariate passes a threshold of 1e-12: there is nothing left to validate.
+    strict = cox_only.replace(
+        "params: {bootstrap: 20}", "params: {bootstrap: 20, threshold: 1.0e-12}", 1
+    )
+    with pytest.raises(StageError, match="nothing to validate"):
+        run_job(parse_job(strict), client=client)
