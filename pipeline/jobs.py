@@ -285,6 +285,7 @@ def build_job(
     registry = stage_registry()
     steps: list[JobStep] = []
     seen: dict[str, int] = {}
+    earlier: dict[str, BaseModel] = {}  # stage name -> params of its last step so far
     upstream = ""
     entries: list[tuple[Sequence[Any], str, str, dict[str, Any]]] = []
     if spec.input is not None:
@@ -318,6 +319,11 @@ def build_job(
             prefix = loc if loc[0] == "input" else [*loc, "params"]
             problems.add_validation(exc, prefix, stage.params_model)
             continue
+        if stage.check_job is not None:
+            prefix = loc if loc[0] == "input" else [*loc, "params"]
+            for field, message in stage.check_job(params, earlier):
+                problems.add([*prefix, *field], message)
+        earlier[stage_name] = params
         upstream = _config_hash(stage_name, params, spec.seed, upstream)
         steps.append(JobStep(step_name, stage, params, upstream))
     if problems.items:

@@ -51,7 +51,10 @@ from pipeline.survival.stages import (
     ExternalParams,
     KMParams,
     check_cohort,
+    check_cox_job,
     check_external,
+    check_kaplan_meier_job,
+    check_phenotypes_job,
     run_classify_phenotypes,
     run_cohort,
     run_cox,
@@ -110,6 +113,10 @@ class StageDef:
     preflight : callable, optional
         ``preflight(store, params)``: cheap checks run for every pending step before any stage
         starts (inputs exist, the store can take the output); raises to stop the run.
+    check_job : callable, optional
+        ``check_job(params, earlier) -> [(field path, message), ...]``: checks of the step's
+        parameters against those of the steps before it in the job (``earlier``: stage name ->
+        params of its last step), run when the job spec is validated.
     """
 
     name: str
@@ -118,6 +125,9 @@ class StageDef:
     writes: tuple[str, ...]
     summary: str
     preflight: Callable[[RunStore, Any], None] | None = None
+    check_job: (
+        Callable[[Any, Mapping[str, BaseModel]], list[tuple[tuple[str, ...], str]]] | None
+    ) = None
 
 
 def _ingest_stage(ctx: RunContext, params: IngestParams) -> dict[str, int]:
@@ -328,6 +338,7 @@ def stage_registry() -> dict[str, StageDef]:
             ("tables/km_summary.parquet", "tables/km_curves.parquet", "tables/logrank.parquet"),
             "Kaplan-Meier curves with CIs and at-risk counts, medians, survival at chosen "
             "times, log-rank tests (multivariate and pairwise) per grouping",
+            check_job=check_kaplan_meier_job,
         ),
         StageDef(
             "cox",
@@ -340,6 +351,7 @@ def stage_registry() -> dict[str, StageDef]:
             ),
             "univariate Cox per covariate, multivariate Cox on those with p < threshold, "
             "proportional-hazards check, concordance with a bootstrap CI (Dask tasks)",
+            check_job=check_cox_job,
         ),
         StageDef(
             "phenotypes",
@@ -353,6 +365,7 @@ def stage_registry() -> dict[str, StageDef]:
             ),
             "hierarchical clustering of patients (Gower distance on mixed covariates) into "
             "phenotypes, k by silhouette with a bootstrap CI; profiles; KM per phenotype",
+            check_job=check_phenotypes_job,
         ),
         StageDef(
             "classify_phenotypes",

@@ -9,9 +9,10 @@ the stage itself.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,10 @@ __all__ = [
     "ExternalParams",
     "KMParams",
     "check_cohort",
+    "check_cox_job",
     "check_external",
+    "check_kaplan_meier_job",
+    "check_phenotypes_job",
     "run_classify_phenotypes",
     "run_cohort",
     "run_cox",
@@ -268,6 +272,77 @@ def _phenotype_groups(labels: np.ndarray, k: int) -> pd.Series:
     """Phenotype numbers as an ordered categorical of "1".."k" (KM tables keep that order)."""
     return pd.Series(
         pd.Categorical([str(v) for v in labels], categories=[str(i) for i in range(1, k + 1)])
+    )
+
+
+# -- checks against the job's cohort step (at `pipeline validate` time) ------------------------
+
+JobProblems = list[tuple[tuple[str, ...], str]]
+
+
+def _job_covariates(earlier: Mapping[str, BaseModel]) -> dict[str, Covariate] | None:
+    cohort = earlier.get("cohort")
+    if not isinstance(cohort, CohortParams):
+        return None  # the cohort may come from an earlier job on the same store
+    return {c.name: c for c in cohort.covariates}
+
+
+def _unknown(
+    field: str,
+    names: Sequence[str],
+    known: Mapping[str, Covariate],
+    what: str = "the cohort stage's covariates",
+) -> JobProblems:
+    bad = [n for n in names if n not in known]
+    if not bad:
+        return []
+    close = [m for n in bad for m in difflib.get_close_matches(n, list(known), n=1)]
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    head = f"{bad[0]!r} is not one of" if len(bad) == 1 else f"{bad} are not among"
+    return [((field,), f"{head} {what} ({', '.join(known)}){hint}")]
+
+
+def check_kaplan_meier_job(params: KMParams, earlier: Mapping[str, BaseModel]) -> JobProblems:
+    """``kaplan_meier``'s group_by and cuts against the job's cohort covariates."""
+    known = _job_covariates(earlier)
+    if known is None:
+        return []
+    problems = _unknown("group_by", params.group_by or [], known)
+    grouped = (
+        set(params.group_by)
+        if params.group_by is not None
+        else {n for n, c in known.items() if c.kind == "categorical"}
+    )
+    for name in params.cuts:
+        if known.get(name) is None or known[name].kind != "numeric" or name not in grouped:
+            problems.append(
+                (
+                    ("cuts", name),
+                    f"cuts for {name!r}, which is not a numeric covariate in group_by; add it "
+                    "to group_by or remove its cuts",
+                )
+            )
+    return problems
+
+
+def check_cox_job(params: CoxParams, earlier: Mapping[str, BaseModel]) -> JobProblems:
+    """``cox``'s covariates and include against the job's cohort covariates."""
+    known = _job_covariates(earlier)
+    if known is None:
+        return []
+    return _unknown("covariates", params.covariates or [], known) + _unknown(
+        "include", params.include, known
+    )
+
+
+def check_phenotypes_job(params: PhenotypeParams, earlier: Mapping[str, BaseModel]) -> JobProblems:
+    """``phenotypes``' covariates and weights against the job's cohort covariates."""
+    known = _job_covariates(earlier)
+    if known is None:
+        return []
+    clustered = {n: known[n] for n in params.covariates or known if n in known}
+    return _unknown("covariates", params.covariates or [], known) + _unknown(
+        "weights", list(params.weights), clustered, "the clustered covariates"
     )
 
 

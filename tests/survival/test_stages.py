@@ -10,7 +10,7 @@ from distributed import Client
 from lifelines import CoxPHFitter
 from lifelines.datasets import load_gbsg2
 
-from pipeline.errors import CohortError, StageError
+from pipeline.errors import CohortError, JobSpecError, StageError
 from pipeline.jobs import parse_job
 from pipeline.runner import run_job
 from pipeline.store import RunStore
@@ -186,3 +186,27 @@ def test_external_validation_of_the_cox_model_alone(tables: Path, client: Client
     )
     with pytest.raises(StageError, match="nothing to validate"):
         run_job(parse_job(strict), client=client)
+
+
+def test_covariate_names_are_checked_against_the_cohort_when_the_spec_is_validated(
+    tables: Path,
+) -> None:
+    text = _job(tables, tables / "external.csv")
+    with pytest.raises(JobSpecError) as info:
+        parse_job(
+            text,
+            "survival.yaml",
+            overrides=[
+                "kaplan_meier.group_by=[tgrad]",
+                "cox.include=[age, nodes]",
+                "phenotypes.weights={age: 0.5}",
+            ],
+        )
+    problems = info.value.problems
+    assert len(problems) == 4, problems
+    assert "stages[1].params.group_by: 'tgrad' is not one of" in problems[0]
+    assert "did you mean 'tgrade'?" in problems[0]
+    assert "stages[1].params.cuts.pnodes" in problems[1]
+    assert "['nodes']" not in problems[2] and "'nodes' is not one of" in problems[2]
+    assert "'age' is not one of the clustered covariates" in problems[3]
+    assert problems[0].startswith("survival.yaml:")
