@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/cluster.py
 	$(BIN)/python benchmarks/embed.py
+	$(BIN)/python benchmarks/survival.py
 
 clean:
 	rm -rf runs data/demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

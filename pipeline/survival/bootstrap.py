@@ -71,7 +71,10 @@ def run_replicates(
     """
     if client is None or not seeds:
         return _batch(func, payload, seeds)
-    data = client.scatter(payload, broadcast=True)
+    # One future for the whole payload, under a fresh key: with content-hashed keys a second
+    # bootstrap of the same data (a rerun, a repeat) reuses the key of data the scheduler is
+    # still releasing, and its tasks fail with "lost dependencies".
+    data = client.scatter([payload], broadcast=True, hash=False)[0]
     batches = [list(seeds[i : i + per_task]) for i in range(0, len(seeds), per_task)]
     futures = [client.submit(_batch, func, data, b, pure=False) for b in batches]
     log.info("%d bootstrap replicates of %s in %d tasks", len(seeds), func.__name__, len(batches))

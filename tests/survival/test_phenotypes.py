@@ -15,6 +15,7 @@ from sklearn.metrics import silhouette_score
 
 from pipeline.errors import ParameterError
 from pipeline.survival.bootstrap import percentile_interval, replicate_seeds, run_replicates
+from pipeline.survival.cox import concordance_replicate
 from pipeline.survival.phenotypes import (
     PhenotypeParams,
     cluster_phenotypes,
@@ -164,3 +165,24 @@ def test_phenotypes_that_merely_reproduce_a_category_are_named() -> None:
     assert coinciding_covariates(frame, covs, mixed) == []
     with pytest.raises(ParameterError, match="not clustered covariates"):
         cluster_phenotypes(frame, covs, PhenotypeParams(weights={"grade": 0.5}))
+
+
+@pytest.mark.slow
+def test_the_same_bootstrap_twice_on_a_process_cluster() -> None:
+    # Re-scattering identical data used to reuse a key the scheduler was still releasing, and
+    # the second bootstrap failed with "lost dependencies".
+    from distributed import LocalCluster
+
+    rng = np.random.default_rng(0)
+    payload = (rng.exponential(size=80), rng.integers(0, 2, 80), rng.normal(size=80))
+    seeds = replicate_seeds(0, 20)
+    expected = run_replicates(None, concordance_replicate, payload, seeds)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as c,
+        Client(c) as cl,
+    ):
+        for _ in range(3):
+            got = run_replicates(cl, concordance_replicate, payload, seeds, per_task=5)
+            assert got == expected
