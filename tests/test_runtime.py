@@ -144,9 +144,15 @@ stages:
         )
 
 
-def test_local_workers_keep_chunk_buffers_instead_of_refaulting_them() -> None:
+def test_local_workers_keep_chunk_buffers_instead_of_refaulting_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import os
 
+    # distributed lets a variable already in this process's environment win over the config
+    # (and a plain LocalCluster started earlier in the process leaves its 64 KiB there).
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     cfg = ClusterConfig(workers=1, threads_per_worker=1, dashboard_address=":0")
     with cluster_client(cfg) as client:
         environ = client.run(lambda: dict(os.environ))
@@ -154,3 +160,14 @@ def test_local_workers_keep_chunk_buffers_instead_of_refaulting_them() -> None:
     assert worker_env["MALLOC_TRIM_THRESHOLD_"] == str(2**27)
     assert worker_env["MALLOC_MMAP_THRESHOLD_"] == str(2**27)
     assert worker_env["OMP_NUM_THREADS"] == "1"  # distributed's own settings are kept
+
+
+def test_a_malloc_threshold_set_in_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1048576")
+    cfg = ClusterConfig(workers=1, threads_per_worker=1, dashboard_address=":0")
+    with cluster_client(cfg) as client:
+        environ = client.run(lambda: dict(os.environ))
+    (worker_env,) = environ.values()
+    assert worker_env["MALLOC_TRIM_THRESHOLD_"] == "1048576"

@@ -14,6 +14,7 @@ from scipy.spatial.distance import squareform
 from sklearn.metrics import silhouette_score
 
 from pipeline.errors import ParameterError
+from pipeline.runtime import ClusterConfig, cluster_client
 from pipeline.survival.bootstrap import percentile_interval, replicate_seeds, run_replicates
 from pipeline.survival.cox import concordance_replicate
 from pipeline.survival.phenotypes import (
@@ -171,18 +172,12 @@ def test_phenotypes_that_merely_reproduce_a_category_are_named() -> None:
 def test_the_same_bootstrap_twice_on_a_process_cluster() -> None:
     # Re-scattering identical data used to reuse a key the scheduler was still releasing, and
     # the second bootstrap failed with "lost dependencies".
-    from distributed import LocalCluster
-
     rng = np.random.default_rng(0)
     payload = (rng.exponential(size=80), rng.integers(0, 2, 80), rng.normal(size=80))
     seeds = replicate_seeds(0, 20)
     expected = run_replicates(None, concordance_replicate, payload, seeds)
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as c,
-        Client(c) as cl,
-    ):
+    cfg = ClusterConfig(workers=2, threads_per_worker=1, dashboard_address=":0")
+    with cluster_client(cfg) as cl:
         for _ in range(3):
             got = run_replicates(cl, concordance_replicate, payload, seeds, per_task=5)
             assert got == expected
