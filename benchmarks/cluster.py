@@ -1,4 +1,4 @@
-"""Benchmark of k-means and PCA (``pipeline.cluster.kmeans``, ``pipeline.pca``) against libraries.
+"""Benchmark of k-means and PCA (``features.cluster.kmeans``, ``features.pca``) against libraries.
 
 One run measures, printing each figure as soon as it has it:
 
@@ -58,8 +58,8 @@ from distributed import Client, LocalCluster
 from threadpoolctl import threadpool_info, threadpool_limits
 from zarr.codecs import ZstdCodec
 
-from pipeline.cluster.kmeans import fit_kmeans
-from pipeline.pca import fit_pca
+from pipeline.features.cluster.kmeans import fit_kmeans
+from pipeline.features.pca import fit_pca
 
 OUT = Results()
 report = OUT.report
@@ -117,7 +117,7 @@ def disk_size(path: Path) -> int:
 
 def version() -> str:
     """The library state measured (see _common.version)."""
-    mods = ["pipeline/pca.py", "pipeline/cluster/kmeans.py"]
+    mods = ["pipeline/features/pca.py", "pipeline/cluster/kmeans.py"]
     return common_version(mods)
 
 
@@ -271,8 +271,8 @@ def make_cluster(workdir: Path, memory_limit: str | None = None) -> tuple[LocalC
 
     def _env() -> str:
         # Warm the imports.
-        import pipeline.cluster.kmeans
-        import pipeline.pca  # noqa: F401
+        import pipeline.features.cluster.kmeans
+        import pipeline.features.pca  # noqa: F401
 
         rss = psutil.Process().memory_info().rss / 2**20
         env = os.environ.get("OMP_NUM_THREADS")

@@ -1,4 +1,4 @@
-"""Benchmark of the ``embed`` stage (``pipeline.embed.infer.run_embed``) against a bare torch loop.
+"""Benchmark of the ``embed`` stage (``workflows.embed.infer``) against a bare torch loop.
 
 Input: a run store whose ``cutouts`` array holds ``--images`` seeded smooth-noise 128 x 128
 float32 images (Gaussian-filtered noise with a random offset and scale per image), written as
@@ -71,16 +71,16 @@ from distributed import Client, LocalCluster, get_task_stream
 from scipy import ndimage as ndi
 from zarr.codecs import ZstdCodec
 
-from pipeline.embed.checkpoint import (
+from pipeline.core.store import RunStore
+from pipeline.workflows.embed.checkpoint import (
     encoder_from_checkpoint,
     read_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
 )
-from pipeline.embed.infer import EMBED_RECORD, EMBEDDINGS, EmbedParams, run_embed
-from pipeline.embed.inputs import prepare_batch
-from pipeline.embed.models import EncoderConfig, build_simclr
-from pipeline.store import RunStore
+from pipeline.workflows.embed.infer import EMBED_RECORD, EMBEDDINGS, EmbedParams, run_embed
+from pipeline.workflows.embed.inputs import prepare_batch
+from pipeline.workflows.embed.models import EncoderConfig, build_simclr
 
 OUT = Results()
 report = OUT.report
@@ -107,7 +107,7 @@ def version() -> str:
     """The library state measured (see _common.version)."""
     mods = [f"pipeline/embed/{m}.py" for m in
             ("infer", "worker", "dispatch", "checkpoint", "inputs", "models")]  # fmt: skip
-    mods.append("pipeline/store.py")
+    mods.append("pipeline/core/store.py")
     return common_version(mods)
 
 
@@ -252,8 +252,8 @@ def make_cluster(workdir: Path, device: torch.device, workers: int) -> tuple[Loc
         # Warm the imports (torch, the stage), as a long-lived cluster would have them.
         import torch as t
 
-        import pipeline.embed.infer
-        import pipeline.embed.worker  # noqa: F401
+        import pipeline.workflows.embed.infer
+        import pipeline.workflows.embed.worker  # noqa: F401
 
         rss = psutil.Process().memory_info().rss / 2**20
         return (
@@ -368,8 +368,8 @@ def _worker_forward(url: str, batch_size: int, batches: int) -> float:
     """On a worker: forward-only images/s of the checkpoint's encoder on its own threads."""
     import torch as t
 
-    from pipeline.embed.checkpoint import encoder_from_checkpoint, read_checkpoint
-    from pipeline.embed.inputs import prepare_batch
+    from pipeline.workflows.embed.checkpoint import encoder_from_checkpoint, read_checkpoint
+    from pipeline.workflows.embed.inputs import prepare_batch
 
     with open(url, "rb") as fh:
         ckpt = read_checkpoint(fh.read(), url)

@@ -5,7 +5,7 @@ What it measures, in one run:
 1. **bare decode**: one process, ``np.asarray(Image.open(p))`` for every file (the very decode
    the ingest does, without the probe, the compression or the writing);
 2. **ingest, API on a warm cluster**: :func:`pipeline.ingest_images` on an already-started local
-   cluster of 2 workers x 1 thread (workers have imported ``pipeline.ingest``); only the
+   cluster of 2 workers x 1 thread (workers have imported ``pipeline.io.ingest``); only the
    ``ingest`` call is timed, once with the default compressor (zstd) and once with ``lz4``.
    These are the figures the goal uses;
 3. **ingest, CLI end-to-end**: ``pipeline ingest DIR --store S --workers 2 ...`` as a
@@ -220,7 +220,7 @@ def time_cli_ingest(folder: Path, store: Path, count: int) -> Timing:
 
 
 def _import_ingest() -> None:
-    importlib.import_module("pipeline.ingest")
+    importlib.import_module("pipeline.io.ingest")
 
 
 def time_api_ingest(client: Any, folder: Path, store: Path, count: int, compressor: str) -> Timing:

@@ -5,7 +5,8 @@ One run measures, on the same generated data:
 1. **quality** of the ``preprocess`` stage on ``--count`` (2,000) generated 424x424 JPEG
    cutouts against the generator's truth: precision and recall of each rejection reason,
    and the angle error of the kept galaxies (median and 95th percentile);
-2. **per core**: the per-image work of :func:`pipeline.preprocess.analyse_galaxy` against a
+2. **per core**: the per-image work of :func:`~pipeline.workflows.galaxy.preprocess.analyse_galaxy`
+   against a
    plain serial loop of the notebook's method as written (``benchmarks/notebook000.py``:
    full-resolution ``blob_doh`` with its parameters, then its per-pixel loops), both on the
    same decoded images in one process, interleaved in rounds (``--baseline-count`` images);
@@ -42,12 +43,12 @@ from astropy.io import fits
 from PIL import Image
 
 from pipeline import ClusterConfig, IngestParams, RunStore, cluster_client, ingest_images
-from pipeline.catalog import build_catalog
-from pipeline.detect import detect_blobs
-from pipeline.preprocess import GalaxyParams, analyse_galaxy
+from pipeline.core.tables import read_table
+from pipeline.imaging.detect import detect_blobs
 from pipeline.synth.galaxies import generate_galaxies, load_truth
 from pipeline.synth.mosaic import generate_mosaic
-from pipeline.tables import read_table
+from pipeline.workflows.galaxy.catalog import build_catalog
+from pipeline.workflows.galaxy.preprocess import GalaxyParams, analyse_galaxy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from notebook000 import notebook_process
@@ -132,7 +133,7 @@ def warm(client: Any) -> None:
     """Import the stage's modules on every worker before timing."""
 
     def _imp() -> None:
-        import pipeline.catalog  # noqa: F401
+        import pipeline.workflows.galaxy.catalog  # noqa: F401
 
         analyse_galaxy(np.zeros((64, 64), dtype=np.uint8), PARAMS)
 

@@ -34,14 +34,18 @@ import numpy as np
 from _common import Results, open_workdir, version
 from distributed import Client, LocalCluster
 
-from pipeline.jobs import load_job
-from pipeline.survival.bootstrap import replicate_seeds, run_replicates
-from pipeline.survival.cohort import load_cohort
-from pipeline.survival.cox import concordance_replicate, multivariate_cox
-from pipeline.survival.phenotypes import PhenotypeParams, cluster_phenotypes, count_replicate
-from pipeline.survival.spec import CohortParams
+from pipeline.compute.replicates import replicate_seeds, run_replicates
+from pipeline.core.jobs import load_job
+from pipeline.workflows.survival.cohort import load_cohort
+from pipeline.workflows.survival.cox import concordance_replicate, multivariate_cox
+from pipeline.workflows.survival.phenotypes import (
+    PhenotypeParams,
+    cluster_phenotypes,
+    count_replicate,
+)
+from pipeline.workflows.survival.spec import CohortParams
 
-MODULES = ["pipeline/survival/bootstrap.py", "pipeline/survival/phenotypes.py"]
+MODULES = ["pipeline/compute/replicates.py", "pipeline/survival/phenotypes.py"]
 
 
 def _best(fn: Callable[[], list[Any]], repeats: int) -> tuple[float, list[Any]]:

@@ -31,7 +31,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 class _Bars:
-    """A :data:`pipeline.progress.ProgressFn` drawing one tqdm bar per label on stderr."""
+    """A :data:`pipeline.core.progress.ProgressFn` drawing one tqdm bar per label on stderr."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
@@ -104,7 +104,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _cluster_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Any:
-    from pipeline.runtime import ClusterConfig
+    from pipeline.core.runtime import ClusterConfig
 
     cfg = dict(base or {})
     for key in (
@@ -306,8 +306,8 @@ def _print_summary(summary: Any) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, job: Any) -> int:
-    from pipeline.runner import run_job
-    from pipeline.store import RunStore
+    from pipeline.core.runner import run_job
+    from pipeline.core.store import RunStore
 
     cluster = _cluster_config(args, job.spec.cluster.model_dump(exclude_unset=True))
     bars = _Bars(args.quiet)
@@ -342,7 +342,7 @@ def _cmd_run(args: argparse.Namespace, job: Any) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from pipeline.jobs import build_job
+    from pipeline.core.jobs import build_job
 
     spec: dict[str, Any] = {
         "name": "ingest",
@@ -363,8 +363,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     args.force = []
     code = _cmd_run(args, job)
     if code == EXIT_OK:
-        from pipeline.manifest import load_manifest
-        from pipeline.store import RunStore
+        from pipeline.core.manifest import load_manifest
+        from pipeline.core.store import RunStore
 
         store = RunStore(args.store)
         m = load_manifest(store)
@@ -379,7 +379,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_encoder(args: argparse.Namespace) -> int:
-    from pipeline.jobs import build_job
+    from pipeline.core.jobs import build_job
 
     spec: dict[str, Any] = {
         "name": "train-encoder",
@@ -404,7 +404,7 @@ def _cmd_train_encoder(args: argparse.Namespace) -> int:
     args.force = ["train_encoder"] if args.redo else []
     code = _cmd_run(args, job)
     if code == EXIT_OK:
-        from pipeline.store import RunStore
+        from pipeline.core.store import RunStore
 
         store = RunStore(args.store)
         pointer = store.read_json("models/encoder.json")
@@ -416,8 +416,8 @@ def _cmd_train_encoder(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.manifest import load_manifest
-    from pipeline.store import RunStore
+    from pipeline.core.manifest import load_manifest
+    from pipeline.core.store import RunStore
 
     store = RunStore(args.store)
     if not store.exists("manifest.json"):
@@ -457,8 +457,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from pipeline.report import ReportParams, write_report
-    from pipeline.store import RunStore
+    from pipeline.core.store import RunStore
+    from pipeline.report.page import ReportParams, write_report
 
     store = RunStore(args.store)
     if not store.exists("manifest.json"):
@@ -502,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ingest":
             return _cmd_ingest(args)
         if args.command in ("run", "validate"):
-            from pipeline.jobs import load_job
+            from pipeline.core.jobs import load_job
 
             job = load_job(args.job, args.overrides)
             if args.command == "validate":

@@ -14,6 +14,11 @@ import tifffile
 from distributed import Client
 from PIL import Image
 
+#: The repository checkout the tests belong to (found from this file, not the working folder).
+REPO = Path(__file__).resolve().parent.parent
+#: The job specs shipped in ``jobs/``.
+JOBS = REPO / "jobs"
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip ``@pytest.mark.gpu`` tests where torch sees no CUDA device (CI, laptops)."""

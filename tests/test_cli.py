@@ -86,7 +86,7 @@ def test_bad_usage_exits_2_with_a_message(
 def test_train_encoder_trains_then_resumes_or_skips(
     client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.embed.conftest import make_store, textures
+    from tests.workflows.embed.conftest import make_store, textures
 
     store = make_store(tmp_path / "run", textures(12, 64, seed=0))
     argv = ["train-encoder", store.url, "--arch", "resnet_small", "--input-size", "64"]

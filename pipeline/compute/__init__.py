@@ -1,0 +1,1 @@
+"""Work on workers: model serving keyed by checkpoint digest, GPU dispatch, seeded replicates."""

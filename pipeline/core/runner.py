@@ -1,0 +1,193 @@
+"""Running a validated job: stages in order, resumable, each recorded in the manifest.
+
+A step is skipped when the manifest has a completed record with the same config hash (which
+chains the hashes of the steps before it) and the paths the stage writes exist. ``force``
+redoes named steps. A failing stage is recorded with its error and stops the run; what earlier
+stages wrote stays, so the next run resumes there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from distributed import Client
+
+from pipeline.core.jobs import Job, JobStep
+from pipeline.core.manifest import StageRecord, load_manifest, now_iso, save_manifest
+from pipeline.core.progress import ProgressFn, no_progress
+from pipeline.core.registry import RunContext
+from pipeline.core.runtime import ClusterConfig, cluster_client
+from pipeline.core.store import RunStore
+from pipeline.errors import JobSpecError, StageError
+
+__all__ = ["RunSummary", "pending_steps", "run_job"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """What a run did: the steps it ran, the ones it skipped, and each step's counts."""
+
+    store: str
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _complete(store: RunStore, step: JobStep) -> bool:
+    rec = load_manifest(store).stages.get(step.name)
+    return (
+        rec is not None
+        and rec.status == "done"
+        and rec.config_hash == step.config_hash
+        and all(store.exists(p) for p in step.stage.writes)
+    )
+
+
+def pending_steps(job: Job, force: Sequence[str] = ()) -> list[JobStep]:
+    """The steps a run of ``job`` would run: forced ones, those not complete, and every step
+    after one of those (a later step reads what the earlier ones write, e.g. clustering reads
+    the PCA of ``reduce``: rerunning one must refresh the others)."""
+    store = RunStore(job.spec.store)
+    todo: list[JobStep] = []
+    for s in job.steps:
+        if todo or s.name in force or not _complete(store, s):
+            todo.append(s)
+    return todo
+
+
+def _record(store: RunStore, rec: StageRecord) -> None:
+    manifest = load_manifest(store)  # reload: the stage itself may have written the manifest
+    manifest.stages[rec.stage] = rec
+    save_manifest(store, manifest)
+
+
+@contextlib.contextmanager
+def _client_for(
+    job: Job, client: Client | None, cluster: ClusterConfig | None, performance_report: str | None
+) -> Iterator[Client]:
+    if client is not None:
+        yield client
+        return
+    with cluster_client(
+        cluster or job.spec.cluster, performance_report_path=performance_report
+    ) as c:
+        yield c
+
+
+def run_job(
+    job: Job,
+    *,
+    client: Client | None = None,
+    cluster: ClusterConfig | None = None,
+    force: Sequence[str] = (),
+    progress: ProgressFn = no_progress,
+    performance_report: str | None = None,
+    on_start: Callable[[Client], None] | None = None,
+) -> RunSummary:
+    """Run ``job``'s steps in order, skipping those already complete.
+
+    Parameters
+    ----------
+    job : Job
+        From :func:`pipeline.core.jobs.load_job`.
+    client : distributed.Client, optional
+        Use this client; otherwise start the job's cluster (or ``cluster``) for the run.
+    cluster : ClusterConfig, optional
+        Overrides the job spec's ``cluster`` section.
+    force : sequence of str
+        Step names to redo even if complete.
+    progress : ProgressFn
+    performance_report : str, optional
+        Path of a Dask performance report of the run.
+    on_start : callable, optional
+        Called with the client once the cluster is up (the CLI prints the dashboard link).
+        No cluster is started when every step is already complete.
+
+    Returns
+    -------
+    RunSummary
+
+    Raises
+    ------
+    JobSpecError
+        If ``force`` names a step the job does not have (before any work).
+    SourceError, CollectionMismatchError
+        From a stage's preflight check, before any stage runs.
+    StageError
+        If a stage fails; its error is recorded in the manifest first.
+    """
+    names = [s.name for s in job.steps]
+    unknown = [f for f in force if f not in names]
+    if unknown:
+        raise JobSpecError(
+            [
+                f"--force {u}: the job has no step {u!r} (steps: {', '.join(names)})"
+                for u in unknown
+            ],
+            job.source,
+        )
+    store = RunStore(job.spec.store)
+    todo = pending_steps(job, force)
+    for step in todo:
+        if step.stage.preflight is not None:
+            step.stage.preflight(store, step.params)
+    manifest = load_manifest(store)
+    manifest.job = job.spec.model_dump(mode="json")
+    save_manifest(store, manifest)
+    summary = RunSummary(store=store.url)
+    for step in job.steps:
+        if step not in todo:
+            log.info("stage %s: complete with this configuration, skipped", step.name)
+            summary.skipped.append(step.name)
+    if not todo:
+        return summary
+    with _client_for(job, client, cluster, performance_report) as c:
+        if on_start is not None:
+            on_start(c)
+        ctx = RunContext(
+            store=store,
+            client=c,
+            log=logging.getLogger("pipeline.stage"),
+            seed=job.spec.seed,
+            progress=progress,
+        )
+        for step in todo:
+            ctx.forced = step.name in force
+            ctx.step = step.name
+            _run_step(ctx, step, summary)
+    return summary
+
+
+def _run_step(ctx: RunContext, step: JobStep, summary: RunSummary) -> None:
+    started, t0 = now_iso(), time.perf_counter()
+    running = StageRecord(
+        stage=step.name,
+        config_hash=step.config_hash,
+        params=step.params.model_dump(mode="json"),
+        status="running",
+        started=started,
+    )
+    _record(ctx.store, running)
+    ctx.log = logging.getLogger(f"pipeline.stage.{step.name}")
+    log.info("stage %s: running", step.name)
+    try:
+        counts = dict(step.stage.func(ctx, step.params))
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        ended = {"ended": now_iso(), "seconds": time.perf_counter() - t0}
+        _record(ctx.store, running.model_copy(update={"status": "failed", "error": error, **ended}))
+        raise StageError(f"stage {step.name} failed: {error}") from exc
+    seconds = time.perf_counter() - t0
+    done = {"status": "done", "ended": now_iso(), "seconds": seconds, "counts": counts}
+    _record(ctx.store, running.model_copy(update=done))
+    summary.ran.append(step.name)
+    summary.counts[step.name] = counts
+    summary.seconds[step.name] = seconds
+    log.info("stage %s: done in %.1f s %s", step.name, seconds, counts)

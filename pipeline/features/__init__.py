@@ -1,0 +1,1 @@
+"""Feature matrices of any ``(image, ...)`` array: PCA, clustering, linear probes."""

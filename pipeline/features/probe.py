@@ -1,0 +1,591 @@
+"""The linear probe: how well frozen features separate known classes with few labels.
+
+Seed 001, section 6.2: "train a Logistic Regression model for datasets with only 10, 20, 30,
+and all examples per class" on frozen features. The first features array (``embeddings``, the
+learned representation) is the one under test; later arrays (``reduced``: PCA components) are
+baselines it must beat.
+
+Protocol, per repeat ``r`` (seed ``seed + r``):
+
+1. one stratified held-out test split (``train_test_split(stratify=labels)``), shared by
+   every shots value and every features array, so all are scored on the same images;
+2. a k-shot training set is the first ``k`` rows of a seeded permutation of each class's
+   training rows, so the 10-shot set is inside the 20-shot set, and so on ("all": the whole
+   training split);
+3. ``StandardScaler`` + ``LogisticRegression`` (multinomial, L2, ``C``) is fitted on it and
+   scored on the test split: accuracy and macro-F1.
+
+Rows are dropped before any split: rows whose label is missing, and rows with a non-finite
+feature in *any* probed array (e.g. the NaN rows of ``reduced`` for images the catalog
+dropped), so that every array is probed on the same images. Every check runs before the first
+fit, so bad input raises without work done and, in :func:`run_probe`, without anything written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from distributed import Client
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from pipeline.core.store import RunStore
+from pipeline.core.tables import TABLES, write_table
+from pipeline.errors import ParameterError, StoreError
+from pipeline.features.matrix import RowSelection, compute_rows, open_matrix, row_labels
+
+__all__ = ["PROBE_COLUMNS", "ProbeParams", "Shots", "probe_scores", "run_probe", "summarize_probe"]
+
+log = logging.getLogger(__name__)
+
+#: Training examples per class, or ``"all"`` for the whole training split.
+Shots = int | Literal["all"]
+
+#: Columns of the ``probe`` table, in order (documented in :mod:`pipeline.core.tables`).
+PROBE_COLUMNS: tuple[str, ...] = tuple(TABLES["probe"].columns)
+
+#: The stage that writes each array a probe is usually asked for.
+_WRITERS = {
+    "embeddings": "embed",
+    "reduced": "reduce",
+    "images": "ingest",
+    "cutouts": "preprocess",
+}
+
+#: Seed 001: 10, 20, 30 and all examples per class.
+_DEFAULT_SHOTS: tuple[Shots, ...] = (10, 20, 30, "all")
+
+#: What ``str()`` makes of a missing value (``row_labels`` returns strings), lower case.
+_MISSING_STRINGS = frozenset({"", "nan", "none", "<na>", "nat", "null"})
+
+
+class ProbeParams(BaseModel):
+    """Parameters of the ``probe`` stage.
+
+    Attributes
+    ----------
+    features : list of str
+        Store arrays to probe, ``image`` first. The first is the one under test, the others
+        are baselines it is compared with (default: ``embeddings`` against ``reduced``).
+    label_column : str
+        The known class of each image: a column of the ``images``, ``catalog`` or ``sources``
+        table (see :func:`pipeline.features.matrix.row_labels`).
+    rows : {"kept", "all"}
+        ``kept``: the images the catalog kept (all rows when there is no catalog).
+    shots : list of int or "all"
+        Training examples per class; ``"all"`` (written as 0 in the table) is the whole
+        training split. A value above the training examples of some class is skipped, with
+        a warning in the log.
+    repeats : int
+        Number of seeded repeats (seeds ``seed, seed + 1, ...``), each with its own split.
+    test_fraction : float
+        Share of the rows held out (stratified) for scoring, in (0, 1).
+    C : float
+        Inverse L2 regularisation strength of the logistic regression.
+    max_iter : int
+        Iterations of the lbfgs solver; fits that stop there are counted and logged.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    features: list[str] = Field(default_factory=lambda: ["embeddings", "reduced"], min_length=1)
+    label_column: str = Field(min_length=1)
+    rows: RowSelection = "kept"
+    shots: list[Annotated[int, Field(ge=1)] | Literal["all"]] = Field(
+        default_factory=lambda: list(_DEFAULT_SHOTS), min_length=1
+    )
+    repeats: int = Field(5, ge=1)
+    test_fraction: float = Field(0.3, gt=0, lt=1)
+    C: float = Field(1.0, gt=0)
+    max_iter: int = Field(1000, ge=1)
+
+    @field_validator("features")
+    @classmethod
+    def _distinct_features(cls, v: list[str]) -> list[str]:
+        if any(not name for name in v):
+            raise ValueError("features: array names must not be empty")
+        if len(set(v)) != len(v):
+            raise ValueError(f"features {v}: each array may be named once")
+        return v
+
+    @field_validator("shots")
+    @classmethod
+    def _distinct_shots(cls, v: list[Shots]) -> list[Shots]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"shots {v}: each value may be given once")
+        return v
+
+
+# -- the pure part --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Repeat:
+    """One repeat's test rows and the training rows of each shots value (0 = all)."""
+
+    seed: int
+    test: np.ndarray
+    train: dict[int, np.ndarray]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    features: dict[str, np.ndarray]
+    y: np.ndarray
+    classes: np.ndarray
+    repeats: list[_Repeat]
+
+
+def _check_args(
+    shots: Sequence[Shots], repeats: int, test_fraction: float, C: float, max_iter: int, seed: int
+) -> list[int]:
+    """Validate the arguments of :func:`probe_scores`; the shots as table values (0 = all)."""
+    if not shots:
+        raise ParameterError("shots is empty: give at least one of k >= 1 or 'all'")
+    codes: list[int] = []
+    for s in shots:
+        if s == "all":
+            codes.append(0)
+        elif isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1:
+            codes.append(int(s))
+        else:
+            raise ParameterError(f"shots value {s!r}: expected an integer >= 1 or 'all'")
+    if len(set(codes)) != len(codes):
+        raise ParameterError(f"shots {list(shots)}: each value may be given once")
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise ParameterError(f"repeats = {repeats!r}: expected an integer >= 1")
+    if not 0 < test_fraction < 1:
+        raise ParameterError(f"test_fraction = {test_fraction!r}: expected 0 < test_fraction < 1")
+    if not C > 0:
+        raise ParameterError(f"C = {C!r}: expected C > 0")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ParameterError(f"max_iter = {max_iter!r}: expected an integer >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ParameterError(f"seed = {seed!r}: expected an integer >= 0")
+    return codes
+
+
+def _missing(labels: np.ndarray) -> np.ndarray:
+    """Which labels are missing: None, NaN, pd.NA, empty, or ``str()`` of one of those."""
+    out = np.zeros(len(labels), dtype=bool)
+    for i, v in enumerate(labels):
+        if v is None or v is pd.NA:
+            out[i] = True
+        elif isinstance(v, (float, np.floating)):
+            out[i] = not math.isfinite(float(v))
+        elif isinstance(v, str):
+            out[i] = v.strip().lower() in _MISSING_STRINGS
+    return out
+
+
+def _clean(
+    features: Mapping[str, np.ndarray], labels: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Float64 features and string labels of the usable rows (label present, all finite)."""
+    if not features:
+        raise ParameterError("no features to probe: give at least one array")
+    labels = np.asarray(labels, dtype=object)
+    if labels.ndim != 1:
+        raise ParameterError(f"labels have shape {labels.shape}; expected one label per row")
+    arrays: dict[str, np.ndarray] = {}
+    for name, x in features.items():
+        a = np.asarray(x, dtype=np.float64)
+        if a.ndim != 2 or a.shape[0] != len(labels) or a.shape[1] == 0:
+            raise ParameterError(
+                f"features {name!r} have shape {a.shape}; expected (n_rows, n_features) with "
+                f"n_rows = {len(labels)} (one row per label) and n_features >= 1"
+            )
+        arrays[name] = a
+    no_label = _missing(labels)
+    finite = np.ones(len(labels), dtype=bool)
+    for a in arrays.values():
+        finite &= np.isfinite(a).all(axis=1)
+    keep = ~no_label & finite
+    if no_label.any():
+        log.info("probe: dropped %d of %d rows without a label", no_label.sum(), len(labels))
+    if (~finite & ~no_label).any():
+        log.info(
+            "probe: dropped %d of %d labelled rows with non-finite features (in any of %s)",
+            (~finite & ~no_label).sum(),
+            (~no_label).sum(),
+            list(arrays),
+        )
+    y = np.asarray([str(v) for v in labels[keep]], dtype=object)
+    return {name: a[keep] for name, a in arrays.items()}, y
+
+
+def _check_classes(y: np.ndarray, test_fraction: float) -> np.ndarray:
+    """The classes, after checking that a stratified split of ``y`` can be made."""
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        found = f"only {classes[0]!r}" if len(classes) else "none"
+        raise ParameterError(
+            f"the probe needs at least 2 classes among the usable rows ({len(y)}), found "
+            f"{found}; check the label column"
+        )
+    rare = [(c, int(n)) for c, n in zip(classes, counts, strict=True) if n < 2]
+    if rare:
+        listed = ", ".join(f"{c!r} ({n} example)" for c, n in rare[:10])
+        raise ParameterError(
+            f"classes with fewer than 2 examples cannot be split into training and test rows: "
+            f"{listed}{' ...' if len(rare) > 10 else ''}; relabel or drop them"
+        )
+    # As train_test_split sizes it.
+    n_test = math.ceil(test_fraction * len(y))
+    n_train = len(y) - n_test
+    if min(n_test, n_train) < len(classes):
+        raise ParameterError(
+            f"test_fraction = {test_fraction} splits {len(y)} rows into {n_train} training and "
+            f"{n_test} test rows; a stratified split needs at least one row per class "
+            f"({len(classes)}) on each side"
+        )
+    return classes
+
+
+def _plan_repeats(
+    y: np.ndarray,
+    classes: np.ndarray,
+    codes: list[int],
+    repeats: int,
+    test_fraction: float,
+    seed: int,
+) -> list[_Repeat]:
+    """Every repeat's split and k-shot samples; shots a class cannot fill are dropped."""
+    splits: list[tuple[int, np.ndarray, np.ndarray]] = []
+    fewest: dict[str, int] = {}
+    for r in range(repeats):
+        s = seed + r
+        train, test = train_test_split(
+            np.arange(len(y)), test_size=test_fraction, stratify=y, random_state=s
+        )
+        train = np.sort(train)
+        splits.append((s, train, np.sort(test)))
+        for c in classes:
+            n = int(np.sum(y[train] == c))
+            fewest[c] = min(fewest.get(c, n), n)
+    floor_class = min(fewest, key=lambda c: fewest[c])
+    usable = []
+    for k in codes:
+        if k > fewest[floor_class]:
+            log.warning(
+                "probe: skipping %d-shot: class %r has only %d training examples (in some "
+                "repeat); lower the shots or the test_fraction",
+                k,
+                floor_class,
+                fewest[floor_class],
+            )
+        else:
+            usable.append(k)
+    if not usable:
+        raise ParameterError(
+            f"no shots value can be used: class {floor_class!r} has only "
+            f"{fewest[floor_class]} training examples, fewer than every k in "
+            f"{[k for k in codes if k]}; add 'all' or lower the shots"
+        )
+    out = []
+    for s, train, test in splits:
+        rng = np.random.default_rng(s)
+        order = {c: rng.permutation(train[y[train] == c]) for c in classes}
+        sets = {
+            k: (train if k == 0 else np.sort(np.concatenate([order[c][:k] for c in classes])))
+            for k in usable
+        }
+        out.append(_Repeat(s, test, sets))
+    return out
+
+
+def _plan(
+    features: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    shots: Sequence[Shots],
+    repeats: int,
+    test_fraction: float,
+    C: float,
+    max_iter: int,
+    seed: int,
+) -> _Plan:
+    """Every check, every split and every sample: all that precedes the first fit."""
+    codes = _check_args(shots, repeats, test_fraction, C, max_iter, seed)
+    arrays, y = _clean(features, labels)
+    classes = _check_classes(y, test_fraction)
+    return _Plan(arrays, y, classes, _plan_repeats(y, classes, codes, repeats, test_fraction, seed))
+
+
+def _fit_all(plan: _Plan, C: float, max_iter: int) -> pd.DataFrame:
+    rows: list[dict[str, Any]] = []
+    not_converged = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        for rep in plan.repeats:
+            y_test = plan.y[rep.test]
+            for name, x in plan.features.items():
+                for k, train in rep.train.items():
+                    model = make_pipeline(
+                        StandardScaler(), LogisticRegression(C=C, max_iter=max_iter)
+                    )
+                    n_before = len(caught)
+                    model.fit(x[train], plan.y[train])
+                    not_converged += any(
+                        issubclass(w.category, ConvergenceWarning) for w in caught[n_before:]
+                    )
+                    pred = model.predict(x[rep.test])
+                    rows.append(
+                        {
+                            "features": name,
+                            "shots": k,
+                            "seed": rep.seed,
+                            "n_train": len(train),
+                            "n_test": len(rep.test),
+                            "accuracy": float(accuracy_score(y_test, pred)),
+                            "macro_f1": float(
+                                f1_score(y_test, pred, average="macro", zero_division=0.0)
+                            ),
+                        }
+                    )
+    for w in caught:  # anything unexpected is passed on, where it was raised
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if not_converged:
+        log.warning(
+            "probe: %d of %d fits stopped at max_iter = %d before converging; raise max_iter "
+            "(or lower C) for exact scores",
+            not_converged,
+            len(rows),
+            max_iter,
+        )
+    table = pd.DataFrame(rows, columns=list(PROBE_COLUMNS))
+    return table.astype({"shots": "int64", "seed": "int64", "n_train": "int64", "n_test": "int64"})
+
+
+def probe_scores(
+    features: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    *,
+    shots: Sequence[Shots] = _DEFAULT_SHOTS,
+    repeats: int = 5,
+    test_fraction: float = 0.3,
+    C: float = 1.0,
+    max_iter: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Linear-probe scores of each features array, for each shots value and repeat.
+
+    Parameters
+    ----------
+    features : mapping of str to ndarray, each shape (n_rows, n_features_i)
+        The arrays to compare, row ``i`` of each describing the same item. The first is the
+        one under test (see :func:`summarize_probe`).
+    labels : ndarray, shape (n_rows,)
+        Known class of each row. Missing labels (None, NaN, empty, or ``str()`` of those:
+        ``"nan"``, ``"None"``, ``"<NA>"``) drop the row; classes are compared as strings.
+    shots : sequence of int or "all"
+        Training examples per class (k >= 1), or the whole training split.
+    repeats : int
+        Repeats, with seeds ``seed, seed + 1, ...``.
+    test_fraction : float
+        Share of the usable rows held out, stratified, in (0, 1).
+    C : float
+        Inverse regularisation strength of the logistic regression (> 0).
+    max_iter : int
+        Iterations of its lbfgs solver.
+    seed : int
+        Seed of the first repeat (>= 0).
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n_features_arrays * n_usable_shots * repeats, 7)
+        The columns of the ``probe`` table: features, shots (0 = all), seed, n_train,
+        n_test, accuracy, macro_f1; ordered by seed, then features, then shots as given.
+
+    Raises
+    ------
+    ParameterError
+        On a bad argument; features and labels of different lengths; fewer than two classes
+        or a class with fewer than two examples (after dropping rows); a test fraction that
+        leaves a side of the split with fewer rows than classes; no usable shots value.
+
+    Notes
+    -----
+    A row with a non-finite feature in any array is dropped from all. Within a repeat every
+    shots value and every array uses the same test rows; the k-shot training rows of a class
+    are the first k of a permutation (``numpy.random.default_rng(seed)``, classes in sorted
+    order) of its training rows in ascending order, so smaller sets nest in larger ones. A k
+    above the training rows of some class (in any repeat) is skipped for every repeat, with a
+    warning in the log, so each (features, shots) has either all its repeats or none.
+    Convergence warnings are counted and logged once.
+    """
+    plan = _plan(features, labels, shots, repeats, test_fraction, C, max_iter, seed)
+    return _fit_all(plan, C, max_iter)
+
+
+def summarize_probe(table: pd.DataFrame, *, reference: str | None = None) -> pd.DataFrame:
+    """Mean and spread over seeds, and whether the reference array beats each baseline.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame, shape (n_fits, 7)
+        A ``probe`` table (:func:`probe_scores`, or ``tables/probe.parquet``).
+    reference : str, optional
+        The features array under test; default the first in ``table``.
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n_features_arrays * n_shots, 10)
+        One row per (features, shots), in the table's order, with columns ``features``,
+        ``shots`` (0 = all), ``n_repeats``, ``accuracy_mean``, ``accuracy_std``,
+        ``macro_f1_mean``, ``macro_f1_std`` (std over seeds, ddof 1: NaN for one repeat),
+        ``reference``, ``delta_macro_f1`` (the reference's mean macro-F1 minus this row's,
+        over the seeds both have; NaN on the reference's own rows) and ``reference_beats``
+        (``delta_macro_f1 > 0``; missing on the reference's rows).
+
+    Raises
+    ------
+    ParameterError
+        If ``table`` lacks a column of the ``probe`` table or ``reference`` is not in it.
+    """
+    missing = [c for c in PROBE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ParameterError(f"not a probe table: missing columns {missing}")
+    names = list(dict.fromkeys(table["features"]))
+    if reference is None:
+        if not names:
+            raise ParameterError("the probe table is empty: nothing to summarize")
+        reference = str(names[0])
+    elif reference not in names:
+        raise ParameterError(f"reference {reference!r} is not among the features probed {names}")
+    grouped = table.groupby(["features", "shots"], sort=False)
+    out = grouped.agg(
+        n_repeats=("seed", "nunique"),
+        accuracy_mean=("accuracy", "mean"),
+        accuracy_std=("accuracy", "std"),
+        macro_f1_mean=("macro_f1", "mean"),
+        macro_f1_std=("macro_f1", "std"),
+    ).reset_index()
+    ref = table[table["features"] == reference].set_index(["shots", "seed"])["macro_f1"]
+    deltas: list[float] = []
+    for name, shots in zip(out["features"], out["shots"], strict=True):
+        if name == reference:
+            deltas.append(float("nan"))
+            continue
+        other = table[(table["features"] == name) & (table["shots"] == shots)]
+        paired = other.set_index(["shots", "seed"])["macro_f1"]
+        common = paired.index.intersection(ref.index)
+        deltas.append(float((ref[common] - paired[common]).mean()) if len(common) else float("nan"))
+    out["reference"] = reference
+    out["delta_macro_f1"] = deltas
+    beats = pd.array([pd.NA if math.isnan(d) else d > 0 for d in deltas], dtype="boolean")
+    out["reference_beats"] = beats
+    return out
+
+
+# -- the stage --------------------------------------------------------------------------------
+
+
+def run_probe(
+    store: RunStore, params: ProbeParams, client: Client | None, *, seed: int = 0
+) -> dict[str, int]:
+    """The ``probe`` stage: linear probes of the store's feature arrays against a label column.
+
+    Reads each of ``params.features`` (rows ``params.rows``) and the labels of
+    ``params.label_column``, runs :func:`probe_scores` and writes ``tables/probe.parquet``.
+    When the arrays select different rows (say one is restricted to the catalog's kept images
+    and the other is not), the probe uses the rows all of them have. Every check (arrays,
+    label column, labels, parameters against the data) runs before the first fit, so a bad
+    input raises with the store untouched.
+
+    Parameters
+    ----------
+    store : RunStore
+    params : ProbeParams
+    client : distributed.Client or None
+        Computes the (small) feature matrices; None: the local scheduler.
+    seed : int
+        The job's seed: the first repeat's.
+
+    Returns
+    -------
+    dict
+        ``rows`` (usable rows probed), ``classes`` and ``fits`` (rows of the table).
+
+    Raises
+    ------
+    StoreError
+        If a features array is not in the store, naming the stage that writes it.
+    ParameterError
+        If the label column is in no table, or the labels or parameters do not fit the data
+        (see :func:`probe_scores`).
+    """
+    for name in params.features:
+        if not store.has_array(name):
+            writer = _WRITERS.get(name)
+            how = f"run the `{writer}` stage first" if writer else "run the stage that writes it"
+            raise StoreError(
+                f"probe: array {name!r} is not in {store.zarr_url}; {how}, or leave it out of "
+                f"`features` ({params.features})"
+            )
+    matrices = [open_matrix(store, name, params.rows) for name in params.features]
+    common = matrices[0].positions
+    for m in matrices[1:]:
+        common = np.intersect1d(common, m.positions)
+    if len(common) == 0:
+        raise ParameterError(f"the arrays {params.features} have no row ({params.rows}) in common")
+    for m in matrices:
+        if len(common) < m.n_rows:
+            log.info(
+                "probe: %s has %d rows; using the %d all arrays have",
+                m.array,
+                m.n_rows,
+                len(common),
+            )
+    labels = row_labels(store, params.label_column, common)
+    features: dict[str, np.ndarray] = {}
+    for m in matrices:
+        data = m.data
+        if len(common) < m.n_rows:
+            data = data[np.searchsorted(m.positions, common)]
+        features[m.array] = compute_rows(data, client)
+    plan = _plan(
+        features,
+        labels,
+        params.shots,
+        params.repeats,
+        params.test_fraction,
+        params.C,
+        params.max_iter,
+        seed,
+    )
+    table = _fit_all(plan, params.C, params.max_iter)
+    write_table(store, "probe", table)
+    summary = summarize_probe(table)
+    for row in summary.to_dict("records"):
+        beats = row["reference_beats"]
+        vs = (
+            ""
+            if pd.isna(beats)
+            else f"; {row['reference']} {'beats' if beats else 'does not beat'} it "
+            f"(macro-F1 difference {row['delta_macro_f1']:+.3f})"
+        )
+        std = row["macro_f1_std"]
+        log.info(
+            "probe: %s %s: macro-F1 %.3f ± %.3f, accuracy %.3f (%d repeats)%s",
+            row["features"],
+            "all-shot" if row["shots"] == 0 else f"{row['shots']}-shot",
+            row["macro_f1_mean"],
+            0.0 if std != std else std,  # NaN: one repeat
+            row["accuracy_mean"],
+            row["n_repeats"],
+            vs,
+        )
+    return {"rows": len(plan.y), "classes": len(plan.classes), "fits": len(table)}

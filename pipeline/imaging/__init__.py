@@ -1,0 +1,1 @@
+"""Pure image algorithms: blob detection, geometry (crop, align, cut out), tiles."""

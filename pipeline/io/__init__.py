@@ -1,0 +1,1 @@
+"""The input layer: image files, manifests and mosaics into a run store."""

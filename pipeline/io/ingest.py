@@ -1,0 +1,661 @@
+"""Ingest: image files in, a chunked, labelled, compressed Zarr v3 collection out.
+
+Three steps, each run on the Dask cluster where it touches files:
+
+1. **probe** every file's header in batches (tasks return shapes and reasons, not pixels);
+2. **plan** on the client: the collection's shape, dtype and channels; which files are
+   quarantined; the chunking (whole images along ``image``, about ``chunk_mb`` per chunk);
+   the arrays and coordinates are created empty (:meth:`RunStore.write_template`);
+3. **write**: one task per output chunk decodes its own files and writes its own chunk-aligned
+   region, then a completion marker. A rerun after an interruption writes only the chunks
+   without a marker, so the result equals an uninterrupted run bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+from dask.delayed import Delayed
+from distributed import Client
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
+from zarr.core.array_spec import ArrayConfigParams
+
+from pipeline.core.manifest import QuarantineEntry, load_manifest, save_manifest
+from pipeline.core.progress import ProgressFn, gather_with_progress, no_progress
+from pipeline.core.store import RunStore
+from pipeline.core.tables import read_table, write_table
+from pipeline.errors import CollectionMismatchError, ImageDecodeError, IngestError
+from pipeline.io.conform import ModePolicy, ShapePolicy, convert_mode, fit_shape, target_channels
+from pipeline.io.imagefiles import ImageInfo, probe_image, read_image
+from pipeline.io.inputs import SourceSet, resolve_sources
+
+__all__ = [
+    "IngestParams",
+    "IngestPlan",
+    "IngestResult",
+    "check_ingest",
+    "chunk_tasks",
+    "ingest_images",
+    "plan_collection",
+]
+
+log = logging.getLogger(__name__)
+
+TASK = "ingest"
+_PROBE_BATCH = 256
+
+
+class IngestParams(BaseModel):
+    """Parameters of an ingest (the ``input`` section of a job spec).
+
+    Attributes
+    ----------
+    sources : list of str
+        Folders, globs, files, and CSV/Parquet manifests (a ``path`` column, metadata columns).
+    mode : {"keep", "gray", "rgb"}
+        ``keep`` stores images as decoded (mixed grayscale and RGB is then an error);
+        ``gray`` converts to luminance; ``rgb`` to three channels. Alpha is dropped by both.
+    shape_policy : {"error", "quarantine", "resize", "pad"}
+        What to do with images whose height/width differ from the collection's: stop
+        (default; the message lists the shapes found), quarantine them, resize them, or pad
+        them (centred, zero background).
+    shape : (int, int), optional
+        Target ``(height, width)`` for ``resize``/``pad``; default: the most common shape for
+        ``resize`` and the largest for ``pad``.
+    chunk_mb : float
+        Target size of one chunk in megabytes (uncompressed); chunks hold whole images.
+    compressor : {"zstd", "lz4"}
+        ``zstd`` (default): Zstandard, the smaller store. ``lz4``: Blosc-LZ4 with bit-shuffle,
+        about 4x faster to write and about 1.8x larger; for ingests whose speed matters more
+        than disk (see ``benchmarks/ingest.py``).
+    compression_level : int, optional
+        Zstandard level (-7 fastest ... 22 smallest; default 1), or Blosc level (0 ... 9;
+        default 5, clipped to that range).
+    overwrite : bool
+        Replace a different collection already in the store (otherwise that is an error).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[str] = Field(min_length=1)
+    mode: ModePolicy = "keep"
+    shape_policy: ShapePolicy = "error"
+    shape: tuple[int, int] | None = None
+    chunk_mb: float = Field(32.0, gt=0, le=2048)
+    compressor: Literal["zstd", "lz4"] = "zstd"
+    compression_level: int | None = Field(None, ge=-7, le=22)
+    overwrite: bool = False
+
+    @field_validator("shape")
+    @classmethod
+    def _positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and min(v) < 1:
+            raise ValueError(f"shape must be two positive integers (height, width), got {v}")
+        return v
+
+
+@dataclass(frozen=True)
+class IngestPlan:
+    """The collection an ingest writes.
+
+    ``files``/``formats`` are in ``image`` order; ``shape`` is the stored per-image shape
+    ``(height, width)`` or ``(height, width, channels)``.
+    """
+
+    files: tuple[str, ...]
+    formats: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: str
+    per_chunk: int
+    quarantine: tuple[tuple[str, str], ...]
+
+    @property
+    def n_images(self) -> int:
+        """Number of images in the collection."""
+        return len(self.files)
+
+    @property
+    def n_chunks(self) -> int:
+        """Number of chunks along ``image``."""
+        return -(-self.n_images // self.per_chunk)
+
+    def chunk_bounds(self, index: int) -> tuple[int, int]:
+        """``[start, stop)`` image range of chunk ``index``."""
+        start = index * self.per_chunk
+        return start, min(start + self.per_chunk, self.n_images)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What an ingest did (the counts go into the manifest)."""
+
+    images: int
+    quarantined: int
+    chunks: int
+    chunks_written: int
+    shape: tuple[int, ...]
+    dtype: str
+
+    def counts(self) -> dict[str, int]:
+        """Counts for the manifest's stage record."""
+        return {
+            "images": self.images,
+            "quarantined": self.quarantined,
+            "chunks": self.chunks,
+            "chunks_written": self.chunks_written,
+        }
+
+
+# -- per-task functions (module level, pure: they run on workers) ---------------------------
+
+
+def probe_batch(paths: Sequence[str]) -> list[ImageInfo]:
+    """Probe a batch of files (one Dask task): headers only, no pixels leave the worker."""
+    return [probe_image(p) for p in paths]
+
+
+def write_chunk(
+    store: RunStore,
+    index: int,
+    start: int,
+    files: Sequence[str],
+    formats: Sequence[str],
+    shape: tuple[int, ...],
+    dtype: str,
+    mode: ModePolicy,
+    shape_policy: ShapePolicy,
+) -> list[tuple[str, str]]:
+    """Decode the files of one chunk and write its region of ``images`` and ``valid``.
+
+    Runs as one Dask task. A file that fails to decode (corruption the probe cannot see) is
+    stored as zeros with ``valid = False`` and returned as ``(path, reason)``. The completion
+    marker is written last, so a chunk interrupted half-way is redone on resume.
+    """
+    # Uninitialised: every slot is either decoded into or zeroed below (zero-filling 32 MB
+    # first would cost a measurable share of the write).
+    block = np.empty((len(files), *shape), dtype=dtype)
+    valid = np.zeros(len(files), dtype=bool)
+    bad: list[tuple[str, str]] = []
+    for i, (path, fmt) in enumerate(zip(files, formats, strict=True)):
+        try:
+            img = convert_mode(read_image(path, fmt), mode)
+            if img.shape[:2] != shape[:2] and shape_policy in ("resize", "pad"):
+                img = fit_shape(img, shape[0], shape[1], shape_policy)
+            if img.shape != shape:
+                raise ImageDecodeError(f"decoded shape {img.shape} differs from {shape}")
+            block[i] = img
+            valid[i] = True
+        except ImageDecodeError as exc:
+            block[i] = 0
+            bad.append((path, str(exc)))
+    # Every chunk is written whole, so zarr's scan for all-fill-value chunks (which cost as
+    # much as compressing, measured) buys nothing: skip it.
+    config: ArrayConfigParams = {"write_empty_chunks": True}
+    store.open_array("images").with_config(config)[start : start + len(files)] = block
+    store.open_array("valid").with_config(config)[start : start + len(files)] = valid
+    store.mark_done(TASK, index, {"quarantined": bad})
+    return bad
+
+
+# -- planning (client side, metadata only) ---------------------------------------------------
+
+
+def _examples(paths: Sequence[str], k: int = 3) -> str:
+    shown = ", ".join(paths[:k])
+    return shown + (f", ... ({len(paths) - k} more)" if len(paths) > k else "")
+
+
+def _majority(values: Sequence[Any]) -> Any:
+    # Most common value; ties go to the one seen first, so the plan is deterministic.
+    counts = Counter(values)
+    best = max(counts.values())
+    return next(v for v in values if counts[v] == best)
+
+
+def _describe_groups(label: str, groups: dict[Any, list[str]]) -> str:
+    parts = [
+        f"{label} {key}: {len(files)} file(s), e.g. {_examples(files)}"
+        for key, files in sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    ]
+    return "; ".join(parts)
+
+
+def plan_collection(
+    infos: Sequence[ImageInfo], params: IngestParams
+) -> tuple[list[ImageInfo], tuple[int, ...], str, list[tuple[str, str]]]:
+    """Decide the collection's shape and dtype and which files are set aside.
+
+    Parameters
+    ----------
+    infos : sequence of ImageInfo
+        Probe results, in the order of the files.
+    params : IngestParams
+
+    Returns
+    -------
+    kept : list of ImageInfo
+        Files that go into the collection, in order.
+    shape : tuple of int
+        Stored per-image shape, ``(height, width)`` or ``(height, width, channels)``.
+    dtype : str
+        Stored dtype.
+    quarantine : list of (path, reason)
+
+    Raises
+    ------
+    IngestError
+        If no file is usable, or the files mix shapes, channels or dtypes under a policy that
+        does not allow it; the message lists what was found and a few files of each.
+    """
+    quarantine = [(i.path, i.reason) for i in infos if not i.ok]
+    good = [i for i in infos if i.ok]
+    if not good:
+        raise IngestError(
+            f"none of the {len(infos)} file(s) can be ingested: {quarantine[0][1]} "
+            f"({quarantine[0][0]}) and so on; check the sources"
+        )
+
+    def channels(i: ImageInfo) -> int:
+        return target_channels(params.mode, i.channels)
+
+    lenient = params.shape_policy == "quarantine"
+    for label, key in (("dtype", lambda i: i.dtype), ("channels", channels)):
+        groups: dict[Any, list[str]] = {}
+        for i in good:
+            groups.setdefault(key(i), []).append(i.path)
+        if len(groups) > 1:
+            if not lenient:
+                fix = (
+                    "pass mode gray or rgb (--mode)"
+                    if label == "channels"
+                    else "convert the files to one bit depth"
+                )
+                raise IngestError(
+                    f"the sources mix {label}: {_describe_groups(label, groups)}; {fix}, or "
+                    "shape_policy quarantine to set the minority aside"
+                )
+            keep_key = _majority([key(i) for i in good])
+            quarantine += [
+                (i.path, f"{label} {key(i)} differs from the collection's {keep_key}")
+                for i in good
+                if key(i) != keep_key
+            ]
+            good = [i for i in good if key(i) == keep_key]
+
+    sizes = [i.shape[:2] for i in good]
+    if params.shape is not None:
+        target = tuple(params.shape)
+    elif params.shape_policy == "pad":
+        target = (max(s[0] for s in sizes), max(s[1] for s in sizes))
+    else:
+        target = _majority(sizes)
+    if params.shape_policy == "error":
+        groups = {}
+        for i in good:
+            groups.setdefault("x".join(map(str, i.shape[:2])), []).append(i.path)
+        if len(groups) == 1 and sizes[0] != target:
+            raise IngestError(
+                f"the images are {sizes[0][0]}x{sizes[0][1]} but shape asks for "
+                f"{target[0]}x{target[1]}; choose shape_policy resize or pad (--shape-policy), "
+                "or drop --shape"
+            )
+        if len(groups) > 1:
+            raise IngestError(
+                f"the images differ in size: {_describe_groups('size', groups)}; choose "
+                "shape_policy resize, pad or quarantine (--shape-policy)"
+            )
+    elif params.shape_policy == "quarantine":
+        quarantine += [
+            (
+                i.path,
+                f"size {i.shape[0]}x{i.shape[1]} differs from the collection's "
+                f"{target[0]}x{target[1]}",
+            )
+            for i in good
+            if i.shape[:2] != target
+        ]
+        good = [i for i in good if i.shape[:2] == target]
+    elif params.shape_policy == "pad":
+        too_big = [i for i in good if i.shape[0] > target[0] or i.shape[1] > target[1]]
+        quarantine += [
+            (
+                i.path,
+                f"size {i.shape[0]}x{i.shape[1]} is larger than the pad target "
+                f"{target[0]}x{target[1]}",
+            )
+            for i in too_big
+        ]
+        good = [i for i in good if i not in too_big]
+    if not good:
+        raise IngestError("every file was set aside by the shape policy; check --shape")
+    n_channels = channels(good[0])
+    shape = (*target, n_channels) if n_channels > 1 else tuple(target)
+    return good, shape, good[0].dtype, quarantine
+
+
+def _per_chunk(shape: tuple[int, ...], dtype: str, chunk_mb: float) -> int:
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return max(1, int(chunk_mb * 1e6 // nbytes))
+
+
+def _compressor(params: IngestParams, dtype: str) -> ZstdCodec | BloscCodec:
+    if params.compressor == "lz4":
+        level = 5 if params.compression_level is None else params.compression_level
+        return BloscCodec(
+            cname="lz4",
+            clevel=min(max(level, 0), 9),
+            shuffle=BloscShuffle.bitshuffle,
+            typesize=np.dtype(dtype).itemsize,
+        )
+    return ZstdCodec(level=1 if params.compression_level is None else params.compression_level)
+
+
+def _template(
+    sources: SourceSet, plan: IngestPlan, order: Sequence[int], params: IngestParams
+) -> tuple[xr.Dataset, dict[str, Any]]:
+    dims = ("image", "y", "x", "channel")[: 1 + len(plan.shape)]
+    chunks = (plan.per_chunk, *plan.shape)
+    images = da.zeros((plan.n_images, *plan.shape), chunks=chunks, dtype=plan.dtype)
+    coords: dict[str, Any] = {
+        "image_id": ("image", np.array([sources.image_ids[i] for i in order], dtype=object)),
+        "source": ("image", np.array(list(plan.files), dtype=object)),
+        "valid": ("image", da.zeros(plan.n_images, chunks=plan.per_chunk, dtype=bool)),
+    }
+    meta = sources.metadata.iloc[list(order)]
+    for col in meta.columns:
+        values = meta[col].to_numpy()
+        coords[col] = ("image", values.astype(object) if values.dtype.kind in "OUS" else values)
+    ds = xr.Dataset({"images": (dims, images)}, coords=coords)
+    ds.attrs["pipeline_collection"] = 1
+    encoding = {
+        "images": {
+            "chunks": chunks,
+            "compressors": [_compressor(params, plan.dtype)],
+            "fill_value": 0,
+        },
+        "valid": {"chunks": (plan.per_chunk,)},
+    }
+    return ds, encoding
+
+
+def chunk_tasks(
+    store: RunStore, plan: IngestPlan, params: IngestParams, todo: Sequence[int]
+) -> list[Delayed]:
+    """The write tasks for chunks ``todo``, as Dask delayed objects (nothing is computed).
+
+    Each task carries file names, never pixels, and writes its own chunk-aligned region.
+    """
+    tasks = []
+    for index in todo:
+        start, stop = plan.chunk_bounds(index)
+        tasks.append(
+            dask.delayed(write_chunk, pure=True)(
+                store,
+                index,
+                start,
+                list(plan.files[start:stop]),
+                list(plan.formats[start:stop]),
+                plan.shape,
+                plan.dtype,
+                params.mode,
+                params.shape_policy,
+                dask_key_name=f"ingest-chunk-{index:08d}",
+            )
+        )
+    return tasks
+
+
+def _fingerprint(sources: SourceSet, params: IngestParams) -> str:
+    options = params.model_dump(mode="json", exclude={"sources", "overwrite"})
+    blob = json.dumps({"sources": sources.fingerprint(), "options": options}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _existing_matches(
+    store: RunStore, fingerprint: str, params: IngestParams, n_files: int
+) -> bool:
+    """Whether ``store`` holds this very collection (complete or partly written).
+
+    Raises
+    ------
+    CollectionMismatchError
+        If it holds another collection and ``overwrite`` is false.
+    """
+    existing = load_manifest(store).collection
+    if existing is not None and existing.get("fingerprint") == fingerprint:
+        return True
+    if existing is None and not store.exists("store.zarr"):
+        return False
+    if params.overwrite:
+        return False
+    if existing is None:
+        what = "a Zarr store not written by pipeline"
+    else:
+        before = existing.get("params", {})
+        now = params.model_dump(mode="json", exclude={"overwrite"})
+        changed = [
+            f"{k} {before.get(k)!r} -> {v!r}"
+            for k, v in now.items()
+            if k != "sources" and before.get(k) != v
+        ]
+        what = (
+            f"{existing.get('images', '?')} images from {existing.get('n_files', '?')} files; "
+            + (
+                f"options differ: {', '.join(changed)}"
+                if changed
+                else f"the input files differ: {n_files} now"
+            )
+        )
+    raise CollectionMismatchError(
+        f"{store.url} already holds a different collection ({what}). Use a new --store, or "
+        "pass --overwrite to replace it"
+    )
+
+
+def check_ingest(store: RunStore, params: IngestParams) -> None:
+    """Check, before any work, that the sources exist and the store can take them.
+
+    Raises
+    ------
+    SourceError
+        A source is missing, or no image file is found.
+    CollectionMismatchError
+        The store holds a different collection and ``params.overwrite`` is false.
+    """
+    sources = resolve_sources(params.sources)
+    _existing_matches(store, _fingerprint(sources, params), params, len(sources.files))
+
+
+def _clear_collection(store: RunStore) -> None:
+    log.warning("overwriting the collection in %s", store.url)
+    store.remove_zarr()
+    store.clear_markers(TASK)
+    store.remove("tables/images.parquet")
+    store.remove("tables/quarantine.parquet")
+    manifest = load_manifest(store)
+    manifest.collection = None
+    manifest.quarantine = [q for q in manifest.quarantine if q.stage != TASK]
+    save_manifest(store, manifest)
+
+
+def _load_plan(store: RunStore) -> IngestPlan:
+    manifest = load_manifest(store)
+    col = manifest.collection or {}
+    table = read_table(store, "images")
+    return IngestPlan(
+        files=tuple(table["source"]),
+        formats=tuple(table["format"]),
+        shape=tuple(col["shape"]),
+        dtype=str(col["dtype"]),
+        per_chunk=int(col["per_chunk"]),
+        quarantine=tuple((str(p), str(r)) for p, r in col.get("planned_quarantine", [])),
+    )
+
+
+def _new_plan(
+    store: RunStore,
+    client: Client,
+    sources: SourceSet,
+    params: IngestParams,
+    fingerprint: str,
+    progress: ProgressFn,
+) -> IngestPlan:
+    batches = [
+        sources.files[i : i + _PROBE_BATCH] for i in range(0, len(sources.files), _PROBE_BATCH)
+    ]
+    futures = client.map(probe_batch, batches, pure=False)
+    infos = [i for batch in gather_with_progress(client, futures, "probe", progress) for i in batch]
+    kept, shape, dtype, quarantine = plan_collection(infos, params)
+    quarantine = [(p, "listed in the manifest but missing") for p in sources.missing] + quarantine
+    index_of = {f: k for k, f in enumerate(sources.files)}
+    order = [index_of[i.path] for i in kept]
+    plan = IngestPlan(
+        files=tuple(i.path for i in kept),
+        formats=tuple(i.format for i in kept),
+        shape=shape,
+        dtype=dtype,
+        per_chunk=_per_chunk(shape, dtype, params.chunk_mb),
+        quarantine=tuple(quarantine),
+    )
+    # The manifest names the collection before anything is written, so an interrupted run
+    # is recognised as this collection (and resumed) rather than as a foreign one.
+    manifest = load_manifest(store)
+    manifest.collection = {
+        "fingerprint": fingerprint,
+        "status": "writing",
+        "images": plan.n_images,
+        "n_files": len(sources.files) + len(sources.missing),
+        "shape": list(shape),
+        "dtype": dtype,
+        "per_chunk": plan.per_chunk,
+        "params": params.model_dump(mode="json"),
+        # Set aside when planning; decode failures found by the chunk tasks are in the markers.
+        "planned_quarantine": [list(q) for q in quarantine],
+    }
+    manifest.quarantine = [q for q in manifest.quarantine if q.stage != TASK] + [
+        QuarantineEntry(path=p, reason=r, stage=TASK) for p, r in quarantine
+    ]
+    save_manifest(store, manifest)
+    store.clear_markers(TASK)
+    ds, encoding = _template(sources, plan, order, params)
+    store.write_template(ds, encoding, mode="w")
+    table = pd.DataFrame(
+        {
+            "image": np.arange(plan.n_images),
+            "image_id": [sources.image_ids[i] for i in order],
+            "source": list(plan.files),
+            "height": [i.shape[0] for i in kept],
+            "width": [i.shape[1] for i in kept],
+            "channels": [i.channels for i in kept],
+            "format": list(plan.formats),
+        }
+    )
+    meta = sources.metadata.iloc[order].reset_index(drop=True)
+    write_table(store, "images", pd.concat([table, meta], axis=1))
+    return plan
+
+
+def ingest_images(
+    store: RunStore,
+    params: IngestParams,
+    client: Client,
+    *,
+    redo: bool = False,
+    progress: ProgressFn = no_progress,
+) -> IngestResult:
+    """Ingest image files into ``store`` as the ``images`` array of ``store.zarr``.
+
+    Parameters
+    ----------
+    store : RunStore
+        Where to write; created if missing.
+    params : IngestParams
+    client : distributed.Client
+        Probing and writing run as tasks on its workers.
+    redo : bool
+        Probe and write everything again even if this collection is already (partly) there
+        (``pipeline run --force ingest``).
+    progress : ProgressFn
+        Receives ``("probe" | "write", done, total)``.
+
+    Returns
+    -------
+    IngestResult
+
+    Raises
+    ------
+    SourceError
+        Sources missing or empty (before any work).
+    CollectionMismatchError
+        ``store`` holds another collection and ``params.overwrite`` is false (before any
+        work).
+    IngestError
+        The files mix shapes, channels or dtypes under a policy that forbids it.
+    """
+    sources = resolve_sources(params.sources)
+    fingerprint = _fingerprint(sources, params)
+    resumable = _existing_matches(store, fingerprint, params, len(sources.files)) and not redo
+    if not resumable and (store.exists("store.zarr") or load_manifest(store).collection):
+        _clear_collection(store)
+    if resumable and store.has_array("images") and store.exists("tables/images.parquet"):
+        plan = _load_plan(store)
+        log.info("resuming the ingest of %d images into %s", plan.n_images, store.url)
+    else:
+        plan = _new_plan(store, client, sources, params, fingerprint, progress)
+    done = store.done_markers(TASK)
+    todo = [i for i in range(plan.n_chunks) if i not in done]
+    log.info(
+        "ingest: %d images of %s %s in %d chunks (%d to write), %d quarantined",
+        plan.n_images,
+        plan.shape,
+        plan.dtype,
+        plan.n_chunks,
+        len(todo),
+        len(plan.quarantine),
+    )
+    if todo:
+        futures = client.compute(chunk_tasks(store, plan, params, todo))
+        gather_with_progress(client, futures, "write", progress)
+    markers = store.done_markers(TASK)
+    decode_failures = [
+        (str(p), str(r)) for i in sorted(markers) for p, r in markers[i]["quarantined"]
+    ]
+    quarantine = list(plan.quarantine) + decode_failures
+    write_table(
+        store,
+        "quarantine",
+        pd.DataFrame(
+            {
+                "path": [p for p, _ in quarantine],
+                "reason": [r for _, r in quarantine],
+                "stage": [TASK] * len(quarantine),
+            },
+            columns=["path", "reason", "stage"],
+        ).astype({"path": object, "reason": object, "stage": object}),
+    )
+    manifest = load_manifest(store)
+    manifest.collection = {**(manifest.collection or {}), "status": "complete"}
+    manifest.quarantine = [q for q in manifest.quarantine if q.stage != TASK] + [
+        QuarantineEntry(path=p, reason=r, stage=TASK) for p, r in quarantine
+    ]
+    save_manifest(store, manifest)
+    return IngestResult(
+        images=plan.n_images,
+        quarantined=len(quarantine),
+        chunks=plan.n_chunks,
+        chunks_written=len(todo),
+        shape=plan.shape,
+        dtype=plan.dtype,
+    )

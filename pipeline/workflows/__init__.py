@@ -1,0 +1,1 @@
+"""One package per workflow; each declares its stages, tables and report sections."""

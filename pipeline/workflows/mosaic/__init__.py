@@ -1,0 +1,1 @@
+"""Survey mosaics: sources detected tile by tile, and their cutouts."""

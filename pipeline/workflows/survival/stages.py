@@ -1,0 +1,812 @@
+"""The survival workflow's stages (seed 004): cohort, Kaplan-Meier, Cox, phenotypes,
+phenotype classifier, external validation.
+
+Each stage reads what the earlier ones wrote to the run store (``tables/cohort.parquet`` and
+``models/cohort.json`` first of all) and writes its own documented tables. The bootstrap
+replicates run as Dask tasks on the job's cluster; everything else is small-table work done in
+the stage itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import pickle
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from distributed import Client
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.compute.replicates import percentile_interval, replicate_seeds, run_replicates
+from pipeline.core.progress import ProgressFn, no_progress
+from pipeline.core.store import RunStore
+from pipeline.core.tables import read_table, write_table
+from pipeline.errors import ParameterError, StoreError
+from pipeline.workflows.survival.classify import (
+    ClassifierParams,
+    evaluate_classifiers,
+    predict_phenotype,
+)
+from pipeline.workflows.survival.cohort import (
+    Cohort,
+    cohort_from_table,
+    load_cohort,
+    load_external,
+    read_source,
+)
+from pipeline.workflows.survival.cox import (
+    concordance_replicate,
+    harrell_c,
+    multivariate_cox,
+    univariate_cox,
+)
+from pipeline.workflows.survival.design import design_matrix
+from pipeline.workflows.survival.km import KMTables, group_labels, km_tables
+from pipeline.workflows.survival.phenotypes import (
+    PhenotypeParams,
+    cluster_phenotypes,
+    coinciding_covariates,
+    count_replicate,
+    phenotype_profiles,
+)
+from pipeline.workflows.survival.spec import CohortParams, CohortRecord, Covariate, ExternalSource
+
+__all__ = [
+    "COHORT_RECORD",
+    "CoxParams",
+    "ExternalParams",
+    "KMParams",
+    "check_cohort",
+    "check_cox_job",
+    "check_external",
+    "check_kaplan_meier_job",
+    "check_phenotypes_job",
+    "run_classify_phenotypes",
+    "run_cohort",
+    "run_cox",
+    "run_kaplan_meier",
+    "run_phenotypes",
+    "run_validate_external",
+]
+
+log = logging.getLogger(__name__)
+
+COHORT_RECORD = "models/cohort.json"
+VALIDATION_RECORD = "models/validation_cohort.json"
+COX_MODEL = "models/cox.json"
+PHENOTYPE_RECORD = "models/phenotypes.json"
+CLASSIFIER = "models/phenotype_classifier.pkl"
+CLASSIFIER_RECORD = "models/classifier.json"
+
+# Streams of the job seed, so the bootstraps of different stages resample independently.
+_STREAM_CONCORDANCE, _STREAM_PHENOTYPES, _STREAM_VALIDATION = 1, 2, 3
+
+
+class KMParams(BaseModel):
+    """Parameters of the ``kaplan_meier`` stage.
+
+    Attributes
+    ----------
+    group_by : list of str, optional
+        Covariates to compare groups of (default: every categorical covariate).
+    cuts : dict of str to list of float
+        Cut points of numeric covariates in ``group_by`` (default: the median).
+    times : list of float
+        Time points (cohort time unit) for survival with its CI, e.g. 1, 3, 5 years.
+    alpha : float
+        1 - confidence level.
+    overall : bool
+        Also the whole cohort's curve (group_column ``all``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_by: list[str] | None = None
+    cuts: dict[str, list[float]] = Field(default_factory=dict)
+    times: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0])
+    alpha: float = Field(0.05, gt=0, lt=1)
+    overall: bool = True
+
+
+class CoxParams(BaseModel):
+    """Parameters of the ``cox`` stage.
+
+    Attributes
+    ----------
+    covariates : list of str, optional
+        Covariates screened by univariate models (default: all the cohort's).
+    threshold : float
+        A covariate whose univariate likelihood-ratio p is below it enters the multivariate
+        model (the thesis: 0.05).
+    include : list of str
+        Covariates that enter the multivariate model whatever their univariate p.
+    alpha : float
+        1 - confidence level of the hazard ratio intervals.
+    penalizer : float
+        L2 penalty of the Cox fits (0 = the plain partial likelihood).
+    bootstrap : int
+        Replicates of the concordance's bootstrap interval (0 = none).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    covariates: list[str] | None = None
+    threshold: float = Field(0.05, gt=0, le=1)
+    include: list[str] = Field(default_factory=list)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    penalizer: float = Field(0.0, ge=0)
+    bootstrap: int = Field(200, ge=0, le=10_000)
+
+
+class ExternalParams(ExternalSource):
+    """Parameters of the ``validate_external`` stage: the external cohort's table (read with
+    the development cohort's column map) and the analysis settings.
+
+    Attributes
+    ----------
+    times : list of float
+        Time points of the Kaplan-Meier tables by predicted phenotype.
+    alpha : float
+    bootstrap : int
+        Replicates of the external concordance's interval (0 = none).
+    """
+
+    times: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0])
+    alpha: float = Field(0.05, gt=0, lt=1)
+    bootstrap: int = Field(200, ge=0, le=10_000)
+
+
+# -- store helpers -----------------------------------------------------------------------------
+
+
+def _record(store: RunStore) -> CohortRecord:
+    if not store.exists(COHORT_RECORD):
+        raise StoreError(
+            f"{store.path(COHORT_RECORD)} does not exist: put a `cohort` stage before the "
+            "survival stages in the job"
+        )
+    return CohortRecord.model_validate(store.read_json(COHORT_RECORD))
+
+
+def _development(store: RunStore) -> Cohort:
+    record = _record(store)
+    summary = read_table(store, "cohort_summary")
+    return cohort_from_table(
+        read_table(store, "cohort"), record, summary[summary["cohort"] == "development"]
+    )
+
+
+def _covariates(record: CohortRecord, names: Sequence[str] | None, what: str) -> list[Covariate]:
+    known = {c.name: c for c in record.params.covariates}
+    if names is None:
+        return list(known.values())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ParameterError(
+            f"{what}: {unknown} are not covariates of the cohort (covariates: "
+            f"{', '.join(known)}); list them under the cohort stage's covariates first"
+        )
+    return [known[n] for n in names]
+
+
+def _replace_rows(store: RunStore, name: str, rows: pd.DataFrame, **keys: str) -> None:
+    """Write ``rows`` into table ``name``, replacing the rows that match ``keys`` and keeping
+    the others (tables several stages contribute to, e.g. ``survival_metrics``)."""
+    rel = f"tables/{name}.parquet"
+    if store.exists(rel):
+        old = read_table(store, name)
+        keep = np.ones(len(old), dtype=bool)
+        for col, value in keys.items():
+            keep &= (old[col] == value).to_numpy()
+        kept = old.loc[~keep].reset_index(drop=True)
+        # (concat with an empty frame is deprecated in pandas: skip it)
+        rows = kept if rows.empty else pd.concat([kept, rows], ignore_index=True)
+    write_table(store, name, rows)
+
+
+def _write_km(store: RunStore, prefix: str, tables: KMTables) -> None:
+    write_table(store, f"{prefix}km_summary", tables.summary)
+    write_table(store, f"{prefix}km_times", tables.times)
+    write_table(store, f"{prefix}km_curves", tables.curves)
+    write_table(store, f"{prefix}logrank", tables.logrank)
+
+
+_METRIC_COLUMNS = ["analysis", "cohort", "metric", "value", "lower", "upper", "replicates"]
+
+
+def _metric(
+    analysis: str,
+    cohort: str,
+    metric: str,
+    value: float,
+    interval: tuple[float, float] = (np.nan, np.nan),
+    replicates: int = 0,
+) -> dict[str, Any]:
+    return {
+        "analysis": analysis,
+        "cohort": cohort,
+        "metric": metric,
+        "value": float(value),
+        "lower": interval[0],
+        "upper": interval[1],
+        "replicates": replicates,
+    }
+
+
+def _patient_table(cohort: Cohort) -> pd.DataFrame:
+    frame = cohort.frame.copy()
+    for cov in cohort.record.params.covariates:
+        if cov.kind == "categorical":
+            frame[cov.name] = frame[cov.name].astype(str)
+    return frame
+
+
+def _concordance(
+    client: Client | None,
+    cohort: str,
+    frame: pd.DataFrame,
+    risk: np.ndarray,
+    *,
+    seed: int,
+    stream: int,
+    replicates: int,
+    progress: ProgressFn,
+) -> dict[str, Any]:
+    """The ``survival_metrics`` row of a risk score's concordance with its bootstrap CI."""
+    duration, event = frame["duration"].to_numpy(), frame["event"].to_numpy()
+    seeds = replicate_seeds(seed, replicates, stream=stream)
+    reps = run_replicates(
+        client,
+        concordance_replicate,
+        (duration, event, risk),
+        seeds,
+        progress=progress,
+        label=f"{cohort}: concordance bootstrap",
+    )
+    c = harrell_c(duration, event, risk)
+    return _metric(
+        "cox_multivariate", cohort, "concordance", c, percentile_interval(reps), len(seeds)
+    )
+
+
+def _phenotype_groups(labels: np.ndarray, k: int) -> pd.Series:
+    """Phenotype numbers as an ordered categorical of "1".."k" (KM tables keep that order)."""
+    return pd.Series(
+        pd.Categorical([str(v) for v in labels], categories=[str(i) for i in range(1, k + 1)])
+    )
+
+
+# -- checks against the job's cohort step (at `pipeline validate` time) ------------------------
+
+JobProblems = list[tuple[tuple[str, ...], str]]
+
+
+def _job_covariates(earlier: Mapping[str, BaseModel]) -> dict[str, Covariate] | None:
+    cohort = earlier.get("cohort")
+    if not isinstance(cohort, CohortParams):
+        return None  # the cohort may come from an earlier job on the same store
+    return {c.name: c for c in cohort.covariates}
+
+
+def _unknown(
+    field: str,
+    names: Sequence[str],
+    known: Mapping[str, Covariate],
+    what: str = "the cohort stage's covariates",
+) -> JobProblems:
+    bad = [n for n in names if n not in known]
+    if not bad:
+        return []
+    close = [m for n in bad for m in difflib.get_close_matches(n, list(known), n=1)]
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    head = f"{bad[0]!r} is not one of" if len(bad) == 1 else f"{bad} are not among"
+    return [((field,), f"{head} {what} ({', '.join(known)}){hint}")]
+
+
+def check_kaplan_meier_job(params: KMParams, earlier: Mapping[str, BaseModel]) -> JobProblems:
+    """``kaplan_meier``'s group_by and cuts against the job's cohort covariates."""
+    known = _job_covariates(earlier)
+    if known is None:
+        return []
+    problems = _unknown("group_by", params.group_by or [], known)
+    grouped = (
+        set(params.group_by)
+        if params.group_by is not None
+        else {n for n, c in known.items() if c.kind == "categorical"}
+    )
+    for name in params.cuts:
+        if known.get(name) is None or known[name].kind != "numeric" or name not in grouped:
+            problems.append(
+                (
+                    ("cuts", name),
+                    f"cuts for {name!r}, which is not a numeric covariate in group_by; add it "
+                    "to group_by or remove its cuts",
+                )
+            )
+    return problems
+
+
+def check_cox_job(params: CoxParams, earlier: Mapping[str, BaseModel]) -> JobProblems:
+    """``cox``'s covariates and include against the job's cohort covariates."""
+    known = _job_covariates(earlier)
+    if known is None:
+        return []
+    return _unknown("covariates", params.covariates or [], known) + _unknown(
+        "include", params.include, known
+    )
+
+
+def check_phenotypes_job(params: PhenotypeParams, earlier: Mapping[str, BaseModel]) -> JobProblems:
+    """``phenotypes``' covariates and weights against the job's cohort covariates."""
+    known = _job_covariates(earlier)
+    if known is None:
+        return []
+    clustered = {n: known[n] for n in params.covariates or known if n in known}
+    return _unknown("covariates", params.covariates or [], known) + _unknown(
+        "weights", list(params.weights), clustered, "the clustered covariates"
+    )
+
+
+# -- cohort ------------------------------------------------------------------------------------
+
+
+def check_cohort(store: RunStore, params: CohortParams) -> None:
+    """Preflight of the ``cohort`` stage: the whole table is validated before any stage runs.
+
+    Raises
+    ------
+    CohortError
+        Listing every problem of the table with its rows.
+    """
+    load_cohort(params)
+
+
+def run_cohort(store: RunStore, params: CohortParams) -> dict[str, int]:
+    """Load and validate the development cohort; write ``cohort``, ``cohort_summary`` and
+    ``models/cohort.json``.
+
+    Returns
+    -------
+    dict
+        Counts: patients, events, filtered_out, dropped_missing.
+    """
+    cohort = load_cohort(params)
+    write_table(store, "cohort", _patient_table(cohort))
+    write_table(store, "cohort_summary", cohort.summary)
+    store.write_json(COHORT_RECORD, cohort.record.model_dump(mode="json"))
+    rec = cohort.record
+    return {
+        "patients": rec.n,
+        "events": rec.events,
+        "filtered_out": rec.filtered_out,
+        "dropped_missing": rec.dropped_missing,
+    }
+
+
+# -- Kaplan-Meier ------------------------------------------------------------------------------
+
+
+def run_kaplan_meier(store: RunStore, params: KMParams) -> dict[str, int]:
+    """Kaplan-Meier curves and log-rank tests by each ``group_by`` covariate.
+
+    Returns
+    -------
+    dict
+        Counts: groupings, groups.
+    """
+    cohort = _development(store)
+    record = cohort.record
+    if params.group_by is None:
+        covs = [c for c in record.params.covariates if c.kind == "categorical"]
+    else:
+        covs = _covariates(record, params.group_by, "kaplan_meier.group_by")
+    stray = sorted(set(params.cuts) - {c.name for c in covs if c.kind == "numeric"})
+    if stray:
+        raise ParameterError(
+            f"kaplan_meier.cuts names {stray}, which are not numeric covariates in group_by; "
+            "add them to group_by or remove their cuts"
+        )
+    frame = cohort.frame
+    duration = frame["duration"].to_numpy()
+    event = frame["event"].to_numpy()
+    parts = []
+    if params.overall:
+        parts.append(
+            km_tables(duration, event, None, "all", times=params.times, alpha=params.alpha)
+        )
+    for cov in covs:
+        groups = group_labels(frame[cov.name], params.cuts.get(cov.name))
+        parts.append(
+            km_tables(duration, event, groups, cov.name, times=params.times, alpha=params.alpha)
+        )
+    if not parts:
+        raise ParameterError(
+            "kaplan_meier has nothing to do: the cohort has no categorical covariate and "
+            "group_by is empty; list covariates in group_by (numeric ones are split at the "
+            "median) or set overall: true"
+        )
+    tables = KMTables.concat(parts)
+    _write_km(store, "", tables)
+    return {"groupings": len(parts), "groups": len(tables.summary)}
+
+
+# -- Cox ---------------------------------------------------------------------------------------
+
+
+def run_cox(
+    store: RunStore,
+    params: CoxParams,
+    client: Client | None,
+    *,
+    seed: int,
+    progress: ProgressFn = no_progress,
+) -> dict[str, int]:
+    """Univariate Cox screening, the multivariate model, its PH check and concordance.
+
+    Returns
+    -------
+    dict
+        Counts: screened, selected, terms.
+    """
+    cohort = _development(store)
+    record, frame = cohort.record, cohort.frame
+    covs = _covariates(record, params.covariates, "cox.covariates")
+    forced = _covariates(record, params.include, "cox.include")
+    uni = univariate_cox(
+        frame, covs, threshold=params.threshold, alpha=params.alpha, penalizer=params.penalizer
+    )
+    write_table(store, "cox_univariate", uni)
+    chosen = set(uni.loc[uni["selected"], "variable"]) | {c.name for c in forced}
+    selected = [c for c in record.params.covariates if c.name in chosen]
+    metrics: list[dict[str, Any]] = []
+    if selected:
+        terms, fit = multivariate_cox(
+            frame, selected, alpha=params.alpha, penalizer=params.penalizer
+        )
+        risk = fit.fitter.predict_log_partial_hazard(fit.design).to_numpy()
+        metrics += [
+            _concordance(
+                client,
+                "development",
+                frame,
+                risk,
+                seed=seed,
+                stream=_STREAM_CONCORDANCE,
+                replicates=params.bootstrap,
+                progress=progress,
+            ),
+            _metric("cox_multivariate", "development", "log_likelihood_ratio_p", fit.lr_p),
+        ]
+        model = {
+            "threshold": params.threshold,
+            "alpha": params.alpha,
+            "penalizer": params.penalizer,
+            "selected": [c.name for c in selected],
+            "terms": terms["covariate"].tolist(),
+            "coef": terms["coef"].tolist(),
+        }
+    else:
+        log.warning(
+            "no covariate has a univariate p below %g: the multivariate model is not fitted",
+            params.threshold,
+        )
+        terms = pd.DataFrame(
+            columns=[
+                "covariate",
+                "variable",
+                "coef",
+                "hr",
+                "hr_lower",
+                "hr_upper",
+                "se",
+                "p",
+                "ph_statistic",
+                "ph_p",
+            ]
+        )
+        model = {
+            "threshold": params.threshold,
+            "alpha": params.alpha,
+            "penalizer": params.penalizer,
+            "selected": [],
+            "terms": [],
+            "coef": [],
+        }
+    write_table(store, "cox_multivariate", terms)
+    _replace_rows(
+        store,
+        "survival_metrics",
+        pd.DataFrame(metrics, columns=_METRIC_COLUMNS),
+        analysis="cox_multivariate",
+        cohort="development",
+    )
+    store.write_json(COX_MODEL, model)
+    return {"screened": len(covs), "selected": len(selected), "terms": len(terms)}
+
+
+# -- phenotypes --------------------------------------------------------------------------------
+
+
+def run_phenotypes(
+    store: RunStore,
+    params: PhenotypeParams,
+    client: Client | None,
+    *,
+    seed: int,
+    progress: ProgressFn = no_progress,
+) -> dict[str, int]:
+    """Hierarchical clustering into phenotypes, their profiles and survival, and the bootstrap
+    interval of the phenotype count.
+
+    Returns
+    -------
+    dict
+        Counts: phenotypes, patients, smallest.
+    """
+    cohort = _development(store)
+    record, frame = cohort.record, cohort.frame
+    covs = _covariates(record, params.covariates, "phenotypes.covariates")
+    result, distances = cluster_phenotypes(frame, covs, params)
+    seeds = replicate_seeds(seed, params.bootstrap, stream=_STREAM_PHENOTYPES)
+    counts = run_replicates(
+        client,
+        count_replicate,
+        (distances, params.linkage, params.k_range, params.min_size),
+        seeds,
+        progress=progress,
+        label="phenotypes: count bootstrap",
+    )
+    ks = np.asarray(counts, dtype=np.float64)
+    selection = result.selection.assign(
+        bootstrap_share=[float(np.mean(ks == k)) if ks.size else np.nan for k in result.selection.k]
+    )
+    write_table(store, "phenotype_selection", selection)
+    labels = result.labels
+    write_table(store, "phenotypes", phenotype_profiles(frame, record.params.covariates, labels))
+    write_table(
+        store,
+        "patient_phenotypes",
+        pd.DataFrame({"patient": frame["patient"].to_numpy(), "phenotype": labels}),
+    )
+    groups = _phenotype_groups(labels, result.k)
+    km = km_tables(
+        frame["duration"].to_numpy(),
+        frame["event"].to_numpy(),
+        groups,
+        "phenotype",
+        times=params.times,
+        alpha=params.alpha,
+    )
+    _write_km(store, "phenotype_", km)
+    sil = float(selection.loc[selection["chosen"], "silhouette"].iloc[0])
+    metrics = [
+        _metric(
+            "phenotypes",
+            "development",
+            "n_phenotypes",
+            result.k,
+            percentile_interval(counts),
+            len(seeds),
+        ),
+        _metric("phenotypes", "development", "silhouette", sil),
+    ]
+    multi = km.logrank[km.logrank["test"] == "multivariate"]
+    if len(multi):
+        metrics.append(_metric("phenotypes", "development", "logrank_p", multi["p"].iloc[0]))
+    _replace_rows(
+        store,
+        "survival_metrics",
+        pd.DataFrame(metrics),
+        analysis="phenotypes",
+        cohort="development",
+    )
+    coincide = coinciding_covariates(frame, covs, labels)
+    if coincide:
+        log.warning(
+            "the phenotypes coincide with the levels of %s: each phenotype holds one level. "
+            "Under Gower's distance a category mismatch weighs as much as a numeric covariate's "
+            "whole range; give it a weight below 1 (phenotypes.weights) for phenotypes that "
+            "say more than the category does",
+            ", ".join(coincide),
+        )
+    store.write_json(
+        PHENOTYPE_RECORD,
+        {
+            "coincides_with": coincide,
+            "weights": params.weights,
+            "k": result.k,
+            "distance": result.distance,
+            "linkage": params.linkage,
+            "criterion": "silhouette",
+            "min_size": params.min_size,
+            "horizon": params.horizon,
+            "time_unit": record.params.time_unit,
+            "replicates": len(seeds),
+            "covariates": [c.name for c in covs],
+        },
+    )
+    sizes = np.bincount(labels)[1:]
+    return {"phenotypes": result.k, "patients": int(labels.size), "smallest": int(sizes.min())}
+
+
+# -- phenotype classifier ----------------------------------------------------------------------
+
+
+def run_classify_phenotypes(
+    store: RunStore, params: ClassifierParams, *, seed: int
+) -> dict[str, int]:
+    """Cross-validated decision tree and random forest recognising the phenotypes, against
+    classifiers of survival at the horizon; the final models for the external cohort.
+
+    Returns
+    -------
+    dict
+        Counts: patients, features, folds.
+    """
+    cohort = _development(store)
+    record, frame = cohort.record, cohort.frame
+    assigned = read_table(store, "patient_phenotypes")
+    if (
+        len(assigned) != len(frame)
+        or not (assigned["patient"].to_numpy() == frame["patient"].to_numpy()).all()
+    ):
+        raise StoreError(
+            "tables/patient_phenotypes.parquet does not match tables/cohort.parquet: rerun the "
+            "phenotypes stage (pipeline run JOB --force phenotypes)"
+        )
+    x = design_matrix(frame, record.params.covariates)
+    result = evaluate_classifiers(
+        x,
+        assigned["phenotype"].to_numpy(),
+        frame["duration"].to_numpy(),
+        frame["event"].to_numpy(),
+        params,
+        seed=seed,
+        time_unit=record.params.time_unit,
+    )
+    write_table(store, "classifier_metrics", result.metrics)
+    write_table(store, "classifier_confusion", result.confusion)
+    write_table(store, "classifier_importance", result.importance)
+    # The fitted scikit-learn models are pickled: this store is the run's own output, read back
+    # only by this package (validate_external); never load a store's pickle you did not make.
+    blob = {
+        "models": result.models,
+        "features": result.features,
+        "phenotype_survival": result.phenotype_survival,
+    }
+    store.write_bytes(CLASSIFIER, pickle.dumps(blob, protocol=pickle.HIGHEST_PROTOCOL))
+    store.write_json(
+        CLASSIFIER_RECORD,
+        {
+            "features": result.features,
+            "predict_with": params.predict_with,
+            "horizon": params.horizon,
+            "time_unit": record.params.time_unit,
+        },
+    )
+    return {"patients": len(frame), "features": x.shape[1], "folds": params.folds}
+
+
+# -- external validation -----------------------------------------------------------------------
+
+
+def check_external(store: RunStore, params: ExternalParams) -> None:
+    """Preflight of ``validate_external``: the table is readable; once the development cohort
+    exists, it is validated in full against its column map.
+
+    Raises
+    ------
+    CohortError
+    """
+    if store.exists(COHORT_RECORD):
+        load_external(params, _record(store))
+    else:
+        read_source(params)
+
+
+def _validate_phenotypes(
+    store: RunStore, frame: pd.DataFrame, record: CohortRecord, params: ExternalParams
+) -> tuple[list[dict[str, Any]], int]:
+    """Predicted phenotypes of the external patients and their KM tables; log-rank row."""
+    # Our own pickle (see run_classify_phenotypes).
+    blob = pickle.loads(store.read_bytes(CLASSIFIER))
+    which = store.read_json(CLASSIFIER_RECORD)["predict_with"]
+    x = design_matrix(frame, record.params.covariates)
+    predicted = predict_phenotype(blob["models"], blob["features"], x, which)
+    write_table(
+        store,
+        "validation_phenotypes",
+        pd.DataFrame({"patient": frame["patient"].to_numpy(), "phenotype": predicted}),
+    )
+    duration = frame["duration"].to_numpy()
+    event = frame["event"].to_numpy()
+    found = int(np.unique(predicted).size)
+    if found >= 2:
+        groups: pd.Series | None = _phenotype_groups(predicted, len(blob["phenotype_survival"]))
+    else:
+        log.warning("the external cohort was predicted into one phenotype only: no log-rank")
+        groups = None
+    km = km_tables(duration, event, groups, "phenotype", times=params.times, alpha=params.alpha)
+    _write_km(store, "validation_", km)
+    multi = km.logrank[km.logrank["test"] == "multivariate"]
+    rows = (
+        [_metric("phenotypes", "validation", "logrank_p", multi["p"].iloc[0])] if len(multi) else []
+    )
+    return rows, found
+
+
+def run_validate_external(
+    store: RunStore,
+    params: ExternalParams,
+    client: Client | None,
+    *,
+    seed: int,
+    progress: ProgressFn = no_progress,
+) -> dict[str, int]:
+    """Apply the trained phenotype classifier and the Cox model to an external cohort.
+
+    Either may be missing from the job (no ``classify_phenotypes``, or no covariate passed the
+    Cox screen); the stage validates what there is.
+
+    Returns
+    -------
+    dict
+        Counts: patients, events, phenotypes (predicted, distinct; 0 without a classifier).
+
+    Raises
+    ------
+    StoreError
+        If the job has neither a phenotype classifier nor a multivariate Cox model to validate.
+    """
+    record = _record(store)
+    model = store.read_json(COX_MODEL) if store.exists(COX_MODEL) else None
+    has_cox = bool(model and model["terms"])
+    has_classifier = store.exists(CLASSIFIER)
+    if not (has_cox or has_classifier):
+        raise StoreError(
+            "validate_external has nothing to validate: no phenotype classifier "
+            f"({CLASSIFIER}) and no multivariate Cox model ({COX_MODEL}); put "
+            "classify_phenotypes and/or cox before it in the job"
+        )
+    cohort = load_external(params, record)
+    frame = cohort.frame
+    write_table(store, "validation_cohort", _patient_table(cohort))
+    _replace_rows(store, "cohort_summary", cohort.summary, cohort="validation")
+    store.write_json(VALIDATION_RECORD, cohort.record.model_dump(mode="json"))
+
+    metrics: list[dict[str, Any]] = []
+    found = 0
+    if has_classifier:
+        metrics, found = _validate_phenotypes(store, frame, record, params)
+    else:
+        # Tables of an earlier run with a classifier would describe another model.
+        for name in ("phenotypes", "km_summary", "km_times", "km_curves", "logrank"):
+            store.remove(f"tables/validation_{name}.parquet")
+    if has_cox and model is not None:
+        chosen = [c for c in record.params.covariates if c.name in set(model["selected"])]
+        design = design_matrix(frame, chosen)[model["terms"]]
+        risk = design.to_numpy() @ np.asarray(model["coef"], dtype=np.float64)
+        metrics.append(
+            _concordance(
+                client,
+                "validation",
+                frame,
+                risk,
+                seed=seed,
+                stream=_STREAM_VALIDATION,
+                replicates=params.bootstrap,
+                progress=progress,
+            )
+        )
+    # Replace every validation row: a figure the models no longer give must not linger.
+    _replace_rows(
+        store,
+        "survival_metrics",
+        pd.DataFrame(metrics, columns=_METRIC_COLUMNS),
+        cohort="validation",
+    )
+    event = frame["event"].to_numpy()
+    return {"patients": len(frame), "events": int(event.sum()), "phenotypes": found}
