@@ -71,6 +71,7 @@ from distributed import Client, LocalCluster, get_task_stream
 from scipy import ndimage as ndi
 from zarr.codecs import ZstdCodec
 
+from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.workflows.embed.checkpoint import (
     encoder_from_checkpoint,
@@ -276,7 +277,7 @@ def ours(
     with get_task_stream(client) as ts:
         w0 = time.time()
         t0 = time.perf_counter()
-        out = run_embed(store, params, client)
+        out = run_embed(RunContext(store, client), params)
         dt = time.perf_counter() - t0
         w1 = time.time()
     return dt, out, list(ts.data), w0, w1

@@ -47,13 +47,14 @@ import xarray as xr
 from PIL import Image
 
 from pipeline import (
-    ClusterConfig,
     IngestParams,
+    LocalClusterConfig,
     RunStore,
     cluster_client,
     ingest_images,
     load_manifest,
 )
+from pipeline.core.context import RunContext
 
 SIZE = 424
 QUALITY = 90
@@ -227,12 +228,12 @@ def time_api_ingest(client: Any, folder: Path, store: Path, count: int, compress
     """Time only :func:`pipeline.ingest_images` on the running cluster of ``client``."""
     params = IngestParams(sources=[str(folder)], compressor=compressor)
     start = time.perf_counter()
-    result = ingest_images(RunStore(str(store)), params, client)
+    result = ingest_images(RunContext(RunStore(str(store)), client), params)
     seconds = time.perf_counter() - start
-    if result.images != count or result.quarantined != 0:
+    if result["images"] != count or result["quarantined"] != 0:
         raise RuntimeError(
-            f"ingest into {store}: {result.images} images and {result.quarantined} quarantined; "
-            f"expected {count} and 0"
+            f"ingest into {store}: {result['images']} images and {result['quarantined']} "
+            f"quarantined; expected {count} and 0"
         )
     return Timing(seconds, count)
 
@@ -315,7 +316,7 @@ def run_api(
     timed just before it, and the ratio of the pair is what counts. Returns the best timing,
     the median paired ratio and the store.zarr size per compressor.
     """
-    config = ClusterConfig(
+    config = LocalClusterConfig(
         workers=WORKERS, threads_per_worker=THREADS_PER_WORKER, dashboard_address=":0"
     )
     timings: dict[str, list[Timing]] = {c: [] for c in COMPRESSORS}

@@ -42,7 +42,8 @@ import zarr
 from astropy.io import fits
 from PIL import Image
 
-from pipeline import ClusterConfig, IngestParams, RunStore, cluster_client, ingest_images
+from pipeline import IngestParams, LocalClusterConfig, RunStore, cluster_client, ingest_images
+from pipeline.core.context import RunContext
 from pipeline.core.tables import read_table
 from pipeline.imaging.detect import detect_blobs
 from pipeline.synth.galaxies import generate_galaxies, load_truth
@@ -125,7 +126,7 @@ def serial_store_loop(store: RunStore) -> float:
 
 def timed_stage(client: Any, store: RunStore) -> float:
     t0 = time.perf_counter()
-    build_catalog(store, PARAMS, client, redo=True)
+    build_catalog(RunContext(store, client, forced=True), PARAMS)
     return time.perf_counter() - t0
 
 
@@ -141,7 +142,7 @@ def warm(client: Any) -> None:
 
 
 def stage_timings(store: RunStore, workers: int, repeats: int) -> list[float]:
-    config = ClusterConfig(
+    config = LocalClusterConfig(
         kind="local", workers=workers, threads_per_worker=1, dashboard_address=":0"
     )
     with cluster_client(config) as client:
@@ -157,7 +158,7 @@ def mosaic_timings(workdir: Path, size: int) -> tuple[float, float, int]:
     t0 = time.perf_counter()
     whole = detect_blobs(img, "log", **kw)
     t_whole = time.perf_counter() - t0
-    config = ClusterConfig(kind="local", workers=2, threads_per_worker=1, dashboard_address=":0")
+    config = LocalClusterConfig(workers=2, threads_per_worker=1, dashboard_address=":0")
     # Tiles read by the workers from a Zarr array, as the detect_sources stage reads them.
     tiles = workdir / "mosaic.zarr"
     zarr.create_array(
@@ -194,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         truth = load_truth(data)
         store = RunStore(str(workdir / "run"))
         if not store.exists("tables/images.parquet"):
-            config = ClusterConfig(kind="local", workers=2, threads_per_worker=1)
+            config = LocalClusterConfig(workers=2, threads_per_worker=1)
             with cluster_client(config) as client:
-                ingest_images(store, IngestParams(sources=[str(data)]), client)
+                ingest_images(RunContext(store, client), IngestParams(sources=[str(data)]))
 
         n = len(truth)
         print("stage on 1 and 2 workers ...", flush=True)

@@ -18,9 +18,9 @@ from pipeline.errors import (
     CohortError,
     CollectionMismatchError,
     IngestError,
+    InputError,
     JobSpecError,
     PipelineError,
-    SourceError,
     StageError,
     StoreError,
 )
@@ -103,25 +103,24 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _cluster_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Any:
-    from pipeline.core.runtime import ClusterConfig
+_LOCAL_OPTIONS = ("workers", "threads_per_worker", "memory_limit", "dashboard_address")
+_ADDRESS_OPTIONS = ("tls_ca_file", "tls_cert", "tls_key")
 
-    cfg = dict(base or {})
-    for key in (
-        "workers",
-        "threads_per_worker",
-        "memory_limit",
-        "dashboard_address",
-        "tls_ca_file",
-        "tls_cert",
-        "tls_key",
-    ):
+
+def _cluster_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Any:
+    """The job's cluster section with the command line's options over it; ``--scheduler``
+    replaces a local cluster by that scheduler."""
+    from pipeline.core.cluster_config import parse_cluster_config, with_default_kind
+
+    cfg = with_default_kind(dict(base or {}))
+    if args.scheduler:
+        keep = {k: v for k, v in cfg.items() if k in _ADDRESS_OPTIONS}
+        cfg = {**keep, "kind": "address", "address": args.scheduler}
+    for key in (*_LOCAL_OPTIONS, *_ADDRESS_OPTIONS):
         value = getattr(args, key, None)
         if value is not None:
-            cfg[key] = value
-    if args.scheduler:
-        cfg.update(kind="address", address=args.scheduler)
-    return ClusterConfig.model_validate(cfg)
+            cfg[key] = value  # an option of the other kind is refused by its model
+    return parse_cluster_config(cfg)
 
 
 def _parse_shape(text: str) -> tuple[int, int]:
@@ -247,6 +246,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redo", action="store_true", help="start over instead of resuming")
     _add_cluster_options(p)
     _add_common(p)
+
+    p = sub.add_parser(
+        "stages",
+        help="list the stages a job may name, with their parameters",
+        description="Every stage the installed workflows declare, with a one-line summary; "
+        "with a stage name, its parameters, their defaults and what they mean.",
+    )
+    p.add_argument("stage", nargs="?", help="show this stage's parameters")
 
     p = sub.add_parser("validate", help="check a job spec without running it")
     p.add_argument("job", help="job spec YAML file")
@@ -468,6 +475,41 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_stages(args: argparse.Namespace) -> int:
+    import difflib
+
+    from pipeline.core.registry import default_registry
+
+    registry = default_registry()
+    if args.stage is None:
+        width = max(len(n) for n in registry.stages)
+        for wf in sorted(registry.workflows, key=lambda w: w.name):
+            if not wf.stages:
+                continue
+            print(f"{wf.name}: {wf.summary}")
+            for stage in wf.stages:
+                print(f"  {stage.name:<{width}}  {stage.summary}")
+        print("\n`pipeline stages STAGE` lists a stage's parameters.")
+        return EXIT_OK
+    found = registry.stages.get(args.stage)
+    if found is None:
+        close = difflib.get_close_matches(args.stage, list(registry.stages), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        _err(f"no stage {args.stage!r}{hint}; `pipeline stages` lists them")
+        return EXIT_USAGE
+    stage = found
+    print(f"{stage.name} ({stage.workflow}): {stage.summary}")
+    for name, field in stage.params_model.model_fields.items():
+        default = (
+            "required"
+            if field.is_required()
+            else f"default {field.get_default(call_default_factory=True)!r}"
+        )
+        about = f": {field.description}" if field.description else ""
+        print(f"  {name} ({default}){about}")
+    return EXIT_OK
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     from pipeline.synth import generate_galaxies, generate_mosaic
 
@@ -516,11 +558,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_train_encoder(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "stages":
+            return _cmd_stages(args)
         return _cmd_synth(args)
     except JobSpecError as exc:
         _err(str(exc))
         return EXIT_USAGE
-    except (SourceError, CollectionMismatchError, IngestError, StoreError, CohortError) as exc:
+    except (InputError, CollectionMismatchError, IngestError, StoreError, CohortError) as exc:
         _err(str(exc))
         return EXIT_USAGE
     except ValidationError as exc:  # command-line cluster options

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointError",
+    "ClusterError",
     "CohortError",
     "CollectionMismatchError",
     "ImageDecodeError",
     "IngestError",
+    "InputError",
     "JobSpecError",
     "ParameterError",
     "PipelineError",
-    "SourceError",
+    "RegistryError",
     "StageError",
     "StoreError",
 ]
@@ -25,8 +27,9 @@ class PipelineError(Exception):
     """Base class of every error pipeline raises on purpose."""
 
 
-class SourceError(PipelineError, ValueError):
-    """The input sources of an ingest are missing, empty or malformed (bad spec: exit 2)."""
+class InputError(PipelineError, ValueError):
+    """The inputs of an ingest (files, folders, globs, manifests, a mosaic file) are missing,
+    empty or malformed (bad spec: exit 2)."""
 
 
 class IngestError(PipelineError, ValueError):
@@ -39,6 +42,10 @@ class ImageDecodeError(PipelineError, ValueError):
 
 class StoreError(PipelineError, OSError):
     """A run store is missing, unreadable, or not a pipeline run store."""
+
+
+class ClusterError(PipelineError, OSError):
+    """The configured cluster cannot be reached or started (e.g. a TLS file is missing)."""
 
 
 class CollectionMismatchError(StoreError):
@@ -89,6 +96,10 @@ class CohortError(PipelineError, ValueError):
         self.source = source
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"clinical table {source} cannot be analysed:\n{lines}")
+
+
+class RegistryError(PipelineError, ImportError):
+    """A workflow, stage, table or report section is declared wrongly or cannot be loaded."""
 
 
 class StageError(PipelineError, RuntimeError):

@@ -1,45 +1,51 @@
-"""The ``cutouts`` array of a run store: creation, chunk writes and resume.
+"""Chunked arrays written one whole chunk per task, resumably: the one chunk-task loop.
 
-Both the galaxy ``preprocess`` stage (one cutout per collection image) and
-``detect_sources`` (one per source found in a mosaic) write ``cutouts (image, cutout_y,
-cutout_x)``, float32 in [0, 1], chunked along ``image``. The dimensions are named
-``cutout_y``/``cutout_x`` because xarray requires one size per dimension name in a Dataset,
-and the cutouts are smaller than the images they come from.
+A stage that writes an array chunk by chunk (ingest's images, the galaxy and mosaic cutouts,
+a mosaic's bands) does three things, all here:
 
-Each chunk is written whole by one task, followed by a completion marker carrying that
-chunk's table rows, so an interrupted stage resumes with the chunks it lacks and the table
-is assembled from the markers. The configuration that produced the array is stored beside
-the markers; a different configuration starts over.
+1. :func:`prepare_array` creates the array (metadata only) for a configuration, or keeps it
+   when it was created with the same one, and says which chunks are already written;
+2. :func:`run_chunks` runs one Dask task per chunk still to do. Each task calls a module-level
+   function that reads its own inputs, writes its own chunk-aligned region
+   (:func:`write_block`) and returns a small JSON-able payload; the loop then writes the
+   chunk's completion marker holding that payload, after the data, so a chunk interrupted
+   half-way is redone on resume;
+3. :func:`collect_rows` (or the markers :func:`run_chunks` returns) gathers what the tasks
+   reported, e.g. a table's rows, in chunk order.
+
+No pixels pass through the client: tasks receive the store, a chunk index and small
+arguments.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
-import numpy.typing as npt
-import xarray as xr
-from zarr.codecs import ZstdCodec
-from zarr.core.array_spec import ArrayConfigParams
 
+from pipeline.core.progress import ProgressFn, compute_with_progress, no_progress
 from pipeline.core.store import RunStore, config_key
 from pipeline.errors import StoreError
 
+if TYPE_CHECKING:
+    from dask.delayed import Delayed
+    from distributed import Client
+
 __all__ = [
-    "CUTOUT_DIMS",
     "chunk_bounds",
+    "chunk_graph",
+    "chunk_task",
     "collect_rows",
-    "prepare_cutouts",
-    "write_cutout_chunk",
+    "prepare_array",
+    "run_chunks",
+    "write_block",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Dimensions of the ``cutouts`` array.
-CUTOUT_DIMS = ("image", "cutout_y", "cutout_x")
+ChunkFn = Callable[..., Mapping[str, Any]]
 
 
 def chunk_bounds(n: int, per_chunk: int) -> list[tuple[int, int]]:
@@ -47,96 +53,189 @@ def chunk_bounds(n: int, per_chunk: int) -> list[tuple[int, int]]:
     return [(s, min(s + per_chunk, n)) for s in range(0, n, per_chunk)]
 
 
-def prepare_cutouts(
+def _dimension_length(store: RunStore, dim: str) -> tuple[int, list[str]] | None:
+    """Length of dimension ``dim`` in the store's arrays, and the arrays that have it."""
+    if not store.exists("store.zarr/zarr.json"):
+        return None
+    ds = store.open_dataset()
+    if dim not in ds.sizes:
+        return None
+    names = [str(k) for k, v in ds.variables.items() if dim in v.dims and k != dim]
+    return int(ds.sizes[dim]), names
+
+
+def prepare_array(
     store: RunStore,
     *,
     task: str,
-    n: int,
-    size: int,
-    per_chunk: int,
+    name: str,
+    dims: Sequence[str],
+    shape: Sequence[int],
+    chunks: Sequence[int],
+    dtype: Any,
     config: Mapping[str, Any],
     coords: Mapping[str, Sequence[Any]] | None = None,
+    attrs: Mapping[str, Any] | None = None,
     redo: bool = False,
 ) -> set[int]:
-    """Create the ``cutouts`` array for ``config`` (or reuse it) and return completed chunks.
+    """Create ``store.zarr/<name>`` for ``config`` (or keep it) and return the chunks done.
 
     Parameters
     ----------
     store : RunStore
     task : str
-        Name of the writing stage; its markers live under ``_progress/<task>/``.
-    n : int
-        Number of cutouts (length of ``image``).
-    size : int
-        Cutout side (px).
-    per_chunk : int
-        Cutouts per chunk along ``image``.
+        The writing task; its markers live under ``_progress/<task>/``.
+    name : str
+        The array.
+    dims, shape, chunks : sequences
+        Its dimension names, shape and chunk shape. Chunks are counted along ``dims[0]``.
+    dtype : numpy dtype
     config : mapping
-        Everything that determines the cutouts; a different one clears the old array.
+        Everything that determines the array's content; a different one starts over.
     coords : mapping of str to sequence, optional
-        Coordinates along ``image`` to create with the array (a store without an image
-        collection, e.g. sources of a mosaic); replaced together with it.
+        Coordinates along ``dims[0]`` created with the array (a store whose ``dims[0]`` is
+        new, e.g. the sources of a mosaic); replaced together with it.
+    attrs : mapping, optional
+        Attributes of the array (e.g. ``description``).
     redo : bool
         Start over even if the configuration matches.
 
     Returns
     -------
     set of int
-        Chunk indices already written with this configuration.
+        Chunk indices (along ``dims[0]``) already written with this configuration.
 
     Raises
     ------
     StoreError
-        If the store holds an image collection of a different length than ``n``.
+        If the store's arrays already have ``dims[0]`` with another length, or ``coords``
+        would define ``dims[0]`` anew where other arrays already have it.
     """
-    key = config_key({"n": n, "size": size, "per_chunk": per_chunk, **config})
-    if not redo and store.task_matches(task, key, "cutouts"):
+    import dask.array as da
+    import xarray as xr
+    from zarr.codecs import ZstdCodec
+
+    key = config_key({"shape": list(shape), "chunks": list(chunks), "dims": list(dims), **config})
+    if not redo and store.task_matches(task, key, name):
         return set(store.done_markers(task))
-    if store.has_array("images") and coords is not None:
-        raise StoreError(
-            f"{store.url} holds an image collection; cutouts of mosaic sources cannot share "
-            "its `image` dimension. Use a run store of its own for the mosaic"
-        )
-    if store.has_array("images"):
-        n_images = store.open_array("images", mode="r").shape[0]
-        if n_images != n:
-            raise StoreError(f"{n} cutouts for a collection of {n_images} images in {store.url}")
-    store.reset_task(task, ["cutouts", *(coords or {})])
-    data = da.zeros((n, size, size), chunks=(per_chunk, size, size), dtype=np.float32)
+    existing = _dimension_length(store, dims[0])
+    if existing is not None:
+        length, owners = existing
+        others = [o for o in owners if o != name and o not in (coords or {})]
+        if others and coords is not None:
+            raise StoreError(
+                f"{store.url} already has a `{dims[0]}` dimension of {length} (arrays "
+                f"{others[:4]}); {name!r} would define a new one. Use a run store of its own "
+                "for it"
+            )
+        if others and length != shape[0]:
+            raise StoreError(
+                f"{name!r} of {shape[0]} along `{dims[0]}`, but {store.url} has {length} "
+                f"there (arrays {others[:4]}); redo the stage that wrote them, or use a new store"
+            )
+    store.reset_task(task, [name, *(coords or {})])
+    data = da.zeros(tuple(shape), chunks=tuple(chunks), dtype=dtype)
     ds = xr.Dataset(
-        {"cutouts": (CUTOUT_DIMS, data)},
+        {name: (tuple(dims), data)},
         # Object arrays become Zarr's variable-length strings (fixed-width unicode has no
         # Zarr v3 specification yet and warns).
         coords={
-            k: ("image", np.asarray(v, dtype=object if isinstance(v[0], str) else None))
+            k: (dims[0], np.asarray(v, dtype=object if isinstance(v[0], str) else None))
             for k, v in (coords or {}).items()
             if len(v)
         },
     )
-    ds["cutouts"].attrs["description"] = "aligned cutouts, float32 in [0, 1]; 0 if none"
-    encoding = {"cutouts": {"chunks": (per_chunk, size, size), "compressors": [ZstdCodec(level=1)]}}
+    ds[name].attrs.update(dict(attrs or {}))
+    encoding = {name: {"chunks": tuple(chunks), "compressors": [ZstdCodec(level=1)]}}
     store.write_template(ds, encoding, mode="a")
     store.record_task(task, key, config=dict(config))
-    log.info("%s: created cutouts (%d, %d, %d) in chunks of %d", task, n, size, size, per_chunk)
+    log.info("%s: created %s %s in chunks of %s", task, name, tuple(shape), tuple(chunks))
     return set()
 
 
-def write_cutout_chunk(
+def write_block(store: RunStore, name: str, start: int, block: np.ndarray) -> None:
+    """Write ``block`` into ``store.zarr/<name>`` from ``start`` along the first dimension.
+
+    The region must cover whole chunks (or end at the array's end): one task owns it.
+    """
+    # Every chunk is written whole, so zarr's scan for all-fill-value chunks (which costs as
+    # much as compressing, measured on ingest) buys nothing: skip it.
+    array = store.open_array(name).with_config({"write_empty_chunks": True})
+    array[start : start + len(block)] = block
+
+
+def chunk_task(
+    func: ChunkFn, store: RunStore, task: str, index: int, *args: Any
+) -> Mapping[str, Any]:
+    """Run ``func(store, index, *args)`` (one chunk), then write its completion marker.
+
+    The marker holds what ``func`` returned and is written after the chunk's data, so a chunk
+    without a marker is redone on resume.
+    """
+    payload = dict(func(store, index, *args))
+    store.mark_done(task, index, payload)
+    return payload
+
+
+def chunk_graph(
+    store: RunStore, task: str, func: ChunkFn, chunk_args: Mapping[int, Sequence[Any]]
+) -> list[Delayed]:
+    """One Dask task per chunk of ``chunk_args`` (:func:`chunk_task` of ``func``); nothing is
+    computed. Each task carries the store and its small arguments, never pixels."""
+    import dask
+
+    return [
+        dask.delayed(chunk_task, pure=True)(
+            func, store, task, i, *chunk_args[i], dask_key_name=f"{task}-chunk-{i:08d}"
+        )
+        for i in sorted(chunk_args)
+    ]
+
+
+def run_chunks(
     store: RunStore,
+    client: Client | None,
     task: str,
-    index: int,
-    start: int,
-    block: npt.NDArray[np.float32],
-    rows: Sequence[Mapping[str, Any]],
-) -> None:
-    """Write one whole chunk of ``cutouts`` and then its marker with the chunk's rows."""
-    config: ArrayConfigParams = {"write_empty_chunks": True}
-    store.open_array("cutouts").with_config(config)[start : start + len(block)] = block
-    store.mark_done(task, index, {"rows": [dict(r) for r in rows]})
+    func: ChunkFn,
+    chunk_args: Mapping[int, Sequence[Any]],
+    *,
+    label: str | None = None,
+    progress: ProgressFn = no_progress,
+) -> dict[int, dict[str, Any]]:
+    """Run ``func`` for every chunk of ``chunk_args`` that has no marker yet; return all markers.
+
+    Parameters
+    ----------
+    store : RunStore
+    client : distributed.Client or None
+        Where the tasks run (None: in this process, one after the other).
+    task : str
+        Marker folder (``_progress/<task>/``) and task-key prefix.
+    func : callable
+        A module-level function ``func(store, index, *args) -> payload`` (a small JSON-able
+        mapping) that writes chunk ``index`` itself.
+    chunk_args : mapping of int to sequence
+        Every chunk's index and the further arguments of its task (file names, bounds,
+        parameters; never pixel data).
+    label : str, optional
+        Progress label (default: ``task``).
+    progress : ProgressFn
+
+    Returns
+    -------
+    dict of int to dict
+        The markers of every chunk written so far (by this call or an earlier one).
+    """
+    done = store.done_markers(task)
+    todo = {i: a for i, a in chunk_args.items() if i not in done}
+    log.info("%s: %d chunk(s), %d to do", task, len(chunk_args), len(todo))
+    if todo:
+        compute_with_progress(client, chunk_graph(store, task, func, todo), label or task, progress)
+    return store.done_markers(task)
 
 
 def collect_rows(store: RunStore, task: str, n_chunks: int) -> list[dict[str, Any]]:
-    """The rows of every chunk's marker, in chunk order.
+    """The ``rows`` of every chunk's marker, in chunk order.
 
     Raises
     ------

@@ -22,16 +22,17 @@ import copy
 import difflib
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipeline.core.registry import INGEST, StageDef, stage_registry
-from pipeline.core.runtime import ClusterConfig
+from pipeline.core.cluster_config import KINDS, ClusterConfig, LocalClusterConfig, with_default_kind
+from pipeline.core.registry import INGEST, EarlierStep, Registry, StageDef, default_registry
 from pipeline.errors import JobSpecError
 
 __all__ = ["Job", "JobSpec", "JobStep", "StageStep", "build_job", "load_job", "parse_job"]
@@ -56,19 +57,27 @@ class JobSpec(BaseModel):
     description: str = ""
     store: str = Field(min_length=1)
     seed: int = 0
-    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    cluster: ClusterConfig = Field(default_factory=LocalClusterConfig)
     input: dict[str, Any] | None = None
     stages: list[StageStep] = Field(default_factory=list)
+
+    @field_validator("cluster", mode="before")
+    @classmethod
+    def _cluster_kind(cls, value: Any) -> Any:
+        # `kind` may be left out: `local`, or `address` when an address is given.
+        return with_default_kind(value)
 
 
 @dataclass(frozen=True)
 class JobStep:
-    """A validated step: its unique name, its stage, its parameters and its config hash."""
+    """A validated step: its unique name, its stage, its parameters, its config hash and the
+    store paths it writes."""
 
     name: str
     stage: StageDef
     params: BaseModel
     config_hash: str
+    writes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,13 +156,16 @@ class _Problems:
             msg = err["msg"]
             if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
                 msg += f", got {err['input']!r}"
-            self.add([*prefix, *err["loc"]], msg, _hint(err, _model_at(model, err["loc"])))
+            loc, hint_model = list(err["loc"]), _model_at(model, err["loc"])
+            if model is JobSpec and loc[:1] == ["cluster"] and len(loc) > 2 and loc[1] in KINDS:
+                # A union member's error carries its tag: cluster.local.workers -> cluster.workers
+                hint_model = KINDS[str(loc[1])]
+                loc = [loc[0], *loc[2:]]
+            self.add([*prefix, *loc], msg, _hint({**err, "loc": tuple(loc)}, hint_model))
 
 
 def _model_at(model: type[BaseModel] | None, loc: Sequence[Any]) -> type[BaseModel] | None:
     """The model whose field the last element of ``loc`` names (for 'allowed fields' hints)."""
-    if model is JobSpec and len(loc) == 2 and loc[0] == "cluster":
-        return ClusterConfig
     if model is JobSpec and len(loc) == 3 and loc[0] == "stages":
         return StageStep
     return model if len(loc) == 1 or model is not JobSpec else None
@@ -199,6 +211,9 @@ def _apply_override(data: dict[str, Any], text: str) -> None:
 
 
 # -- validation -------------------------------------------------------------------------------
+
+#: A step name becomes part of output names (arrays, tables, model files): an identifier.
+_STEP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 
 def _config_hash(stage: str, params: BaseModel, seed: int, upstream: str) -> str:
@@ -250,6 +265,7 @@ def build_job(
     source: str = "<job spec>",
     overrides: Sequence[str] = (),
     root: yaml.Node | None = None,
+    registry: Registry | None = None,
 ) -> Job:
     """Validate a job spec given as a mapping (e.g. built by the CLI's ``ingest``).
 
@@ -263,6 +279,8 @@ def build_job(
         As for :func:`parse_job`.
     root : yaml.Node, optional
         The composed YAML document, to give line numbers in messages.
+    registry : Registry, optional
+        The stages to know (default: the installed workflows').
 
     Returns
     -------
@@ -282,10 +300,11 @@ def build_job(
         problems.add_validation(exc, [], JobSpec)
         raise JobSpecError(problems.items, source) from None
 
-    registry = stage_registry()
+    registry = default_registry() if registry is None else registry
     steps: list[JobStep] = []
     seen: dict[str, int] = {}
-    earlier: dict[str, BaseModel] = {}  # stage name -> params of its last step so far
+    earlier: list[EarlierStep] = []
+    arrays: dict[str, str] = {}  # store array -> the step that writes it
     upstream = ""
     entries: list[tuple[Sequence[Any], str, str, dict[str, Any]]] = []
     if spec.input is not None:
@@ -293,16 +312,24 @@ def build_job(
     for i, st in enumerate(spec.stages):
         entries.append((["stages", i], st.stage, st.name or st.stage, st.params))
     for loc, stage_name, step_name, raw in entries:
-        stage = registry.get(stage_name)
+        stage = registry.stages.get(stage_name)
         if stage is None or (stage_name == INGEST and loc[0] == "stages"):
-            close = difflib.get_close_matches(stage_name, list(registry), n=1)
+            names = sorted(registry.stages)
+            close = difflib.get_close_matches(stage_name, names, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            known = ", ".join(n for n in registry if n != INGEST)
+            known = ", ".join(n for n in names if n != INGEST)
             extra = " (ingest is configured by the `input` section)" if stage_name == INGEST else ""
             problems.add(
                 [*loc, "stage"],
                 f"unknown stage {stage_name!r}{extra}",
                 f"{hint}known stages: {known}",
+            )
+            continue
+        if not _STEP_NAME.fullmatch(step_name):
+            problems.add(
+                [*loc, "name"],
+                f"step name {step_name!r} is not an identifier; it names the step's outputs "
+                "(arrays, tables, models), so use letters, digits and _ (starting with a letter)",
             )
             continue
         if step_name in seen:
@@ -313,22 +340,37 @@ def build_job(
             )
             continue
         seen[step_name] = len(steps)
+        prefix = loc if loc[0] == "input" else [*loc, "params"]
         try:
             params = stage.params_model.model_validate(raw)
         except ValidationError as exc:
-            prefix = loc if loc[0] == "input" else [*loc, "params"]
             problems.add_validation(exc, prefix, stage.params_model)
             continue
         if stage.check_job is not None:
-            prefix = loc if loc[0] == "input" else [*loc, "params"]
             for field, message in stage.check_job(params, earlier):
                 problems.add([*prefix, *field], message)
-        earlier[stage_name] = params
+        writes = stage.outputs(step_name, params)
+        for path in writes:
+            array = _array_of(path)
+            if array is not None and arrays.setdefault(array, step_name) != step_name:
+                problems.add(
+                    [*loc, "name"] if loc[0] == "stages" else loc,
+                    f"step {step_name!r} writes the array {array!r}, which step "
+                    f"{arrays[array]!r} writes too",
+                    "give this step another `name:` (its outputs are named after it)",
+                )
+        earlier.append(EarlierStep(step_name, stage_name, params, writes))
         upstream = _config_hash(stage_name, params, spec.seed, upstream)
-        steps.append(JobStep(step_name, stage, params, upstream))
+        steps.append(JobStep(step_name, stage, params, upstream, writes))
     if problems.items:
         raise JobSpecError(problems.items, source)
     return Job(spec=spec, steps=tuple(steps), source=source)
+
+
+def _array_of(path: str) -> str | None:
+    """The store array a written path belongs to (``store.zarr/<name>/...``), if any."""
+    parts = path.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "store.zarr" else None
 
 
 def load_job(path: str | Path, overrides: Sequence[str] = ()) -> Job:

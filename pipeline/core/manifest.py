@@ -72,7 +72,7 @@ class StageRecord(BaseModel):
     started: str | None = None
     ended: str | None = None
     seconds: float | None = None
-    counts: dict[str, int] = Field(default_factory=dict)
+    counts: dict[str, int | float] = Field(default_factory=dict)
     error: str | None = None
 
 

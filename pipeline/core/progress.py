@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from distributed import Client, Future, as_completed
+if TYPE_CHECKING:
+    from distributed import Client, Future
 
-__all__ = ["ProgressFn", "gather_with_progress", "no_progress"]
+__all__ = ["ProgressFn", "compute_with_progress", "gather_with_progress", "no_progress"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ def gather_with_progress(
     Results come back in the order of ``futures``. On the first failed future the others are
     cancelled and its exception is raised: work already written by finished tasks stays.
     """
+    from distributed import as_completed
+
     total = len(futures)
     progress(label, 0, total)
     position = {f.key: i for i, f in enumerate(futures)}
@@ -48,4 +51,22 @@ def gather_with_progress(
         client.cancel(list(futures))
         raise
     log.debug("%s: %d task(s) done", label, total)
+    return results
+
+
+def compute_with_progress(
+    client: Client | None, items: Sequence[Any], label: str, progress: ProgressFn
+) -> list[Any]:
+    """Compute Dask collections (e.g. delayed tasks) on ``client``, reporting each as it ends.
+
+    Without a client they are computed here, one after the other (small work in tests and
+    notebooks). Results come back in the order of ``items``.
+    """
+    if client is not None:
+        return gather_with_progress(client, client.compute(list(items)), label, progress)
+    progress(label, 0, len(items))
+    results = []
+    for done, item in enumerate(items, 1):
+        results.append(item.compute(scheduler="sync"))
+        progress(label, done, len(items))
     return results

@@ -1,399 +1,323 @@
-"""Stages: plain functions registered by name, each with a validated parameter model.
+"""The registry: which stages, tables and report sections the workflows contribute.
 
-A stage is ``func(ctx, params) -> counts``: it reads and writes the run store through
-``ctx.store``, computes on ``ctx.client``, logs through ``ctx.log``, and returns the counts the
-manifest records (``{"images": 1200, ...}``). It declares the store paths it writes, which the
-runner checks before skipping it on resume.
+Each workflow (and the io, features and report layers) declares one :class:`Workflow` in a
+module of its own that imports parameter models and nothing heavy; ``pyproject.toml`` lists
+these modules under the ``pipeline.workflows`` entry-point group. As xarray finds its backends
+and zarr its codecs, :func:`default_registry` reads the entry points once per process. A
+stage's implementation, its preflight check and each report section are named by a
+``"module:function"`` string and imported only when they run, so validating a job (or
+``pipeline --help``) never imports torch, scikit-learn, lifelines or matplotlib.
+
+Core code names no workflow: another package can add stages by declaring a ``Workflow`` under
+the same entry-point group.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import importlib
+import importlib.metadata
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from distributed import Client
 from pydantic import BaseModel
 
-from pipeline.core.progress import ProgressFn, no_progress
-from pipeline.core.store import RunStore
-from pipeline.features.cluster.stages import (
-    AgglomerativeParams,
-    DBSCANParams,
-    KMeansParams,
-    SOMParams,
-    run_agglomerative,
-    run_dbscan,
-    run_kmeans,
-    run_som,
-)
-from pipeline.features.probe import ProbeParams, run_probe
-from pipeline.features.reduce import REDUCED, ReduceParams, run_reduce
-from pipeline.io.ingest import IngestParams, check_ingest, ingest_images
-from pipeline.io.mosaic import (
-    MosaicParams,
-    SourceParams,
-    check_mosaic,
-    detect_sources,
-    ingest_mosaic,
-)
-from pipeline.report.page import ReportParams, write_report
-from pipeline.workflows.embed.infer import EMBEDDINGS, EmbedParams, run_embed
-from pipeline.workflows.embed.train import TrainEncoderParams, run_train_encoder
-from pipeline.workflows.galaxy.catalog import build_catalog
-from pipeline.workflows.galaxy.preprocess import GalaxyParams
-from pipeline.workflows.survival.classify import ClassifierParams
-from pipeline.workflows.survival.phenotypes import PhenotypeParams
-from pipeline.workflows.survival.spec import CohortParams
-from pipeline.workflows.survival.stages import (
-    CoxParams,
-    ExternalParams,
-    KMParams,
-    check_cohort,
-    check_cox_job,
-    check_external,
-    check_kaplan_meier_job,
-    check_phenotypes_job,
-    run_classify_phenotypes,
-    run_cohort,
-    run_cox,
-    run_kaplan_meier,
-    run_phenotypes,
-    run_validate_external,
-)
+from pipeline.core.tables import TableSchema
+from pipeline.errors import RegistryError
 
-__all__ = ["INGEST", "RunContext", "StageDef", "stage_registry"]
+if TYPE_CHECKING:
+    from pipeline.core.context import RunContext
+    from pipeline.core.store import RunStore
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "INGEST",
+    "Counts",
+    "EarlierStep",
+    "JobProblems",
+    "Registry",
+    "ReportSection",
+    "StageDef",
+    "Workflow",
+    "default_registry",
+    "discover",
+    "load_object",
+]
+
+log = logging.getLogger(__name__)
+
+#: The entry-point group workflows are declared under.
+ENTRY_POINT_GROUP = "pipeline.workflows"
 
 #: Name of the stage a job spec's ``input`` section runs.
 INGEST = "ingest"
 
+#: What a stage returns and the manifest records: ``{"images": 1200, "final_loss": 3.74}``.
+Counts = Mapping[str, int | float]
 
-@dataclass
-class RunContext:
-    """What a stage gets besides its parameters.
-
-    Attributes
-    ----------
-    store : RunStore
-    client : distributed.Client
-    log : logging.Logger
-    seed : int
-        The job's seed; stages derive their random generators from it.
-    progress : ProgressFn
-    forced : bool
-        The step runs because of ``--force``: redo it completely rather than resume.
-    step : str
-        Name of the job step being run.
-    """
-
-    store: RunStore
-    client: Client
-    log: logging.Logger
-    seed: int = 0
-    progress: ProgressFn = no_progress
-    forced: bool = False
-    step: str = ""
+#: Problems a job-level check finds: ``(field path inside the step's params, message)``.
+JobProblems = list[tuple[tuple[str | int, ...], str]]
 
 
 @dataclass(frozen=True)
-class StageDef:
-    """A registered stage.
+class EarlierStep:
+    """A step before the one being checked, as a job-level check sees it.
 
     Attributes
     ----------
     name : str
-    func : callable
-        ``func(ctx, params) -> dict[str, int]``.
-    params_model : type of pydantic.BaseModel
+        The step's name in the job.
+    stage : str
+        Its stage.
+    params : pydantic.BaseModel
+        Its validated parameters.
     writes : tuple of str
-        Store paths (relative to the store root) that exist once the stage has completed.
-    summary : str
-        One line for ``pipeline validate`` and the docs.
-    preflight : callable, optional
-        ``preflight(store, params)``: cheap checks run for every pending step before any stage
-        starts (inputs exist, the store can take the output); raises to stop the run.
-    check_job : callable, optional
-        ``check_job(params, earlier) -> [(field path, message), ...]``: checks of the step's
-        parameters against those of the steps before it in the job (``earlier``: stage name ->
-        params of its last step), run when the job spec is validated.
+        The store paths it writes.
     """
 
     name: str
-    func: Callable[[RunContext, Any], Mapping[str, int]]
-    params_model: type[BaseModel]
+    stage: str
+    params: BaseModel
     writes: tuple[str, ...]
+
+
+def load_object(path: str) -> Any:
+    """Import ``"package.module:attribute"`` and return the attribute.
+
+    Raises
+    ------
+    RegistryError
+        If the module cannot be imported (e.g. a missing optional dependency) or has no such
+        attribute, naming both and what to do.
+    """
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise RegistryError(f"{path!r} is not a 'module:attribute' reference")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RegistryError(
+            f"cannot import {module_name} (for {path}): {exc}. Install what it needs "
+            "(`pip install -e .` installs every dependency) or leave its stage out of the job"
+        ) from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise RegistryError(f"{module_name} has no attribute {attr!r} (for {path})") from None
+
+
+WritesFn = Callable[[str, Any], tuple[str, ...]]
+CheckJobFn = Callable[[Any, Sequence[EarlierStep]], JobProblems]
+
+
+@dataclass(frozen=True)
+class StageDef:
+    """A stage a job spec may name.
+
+    Attributes
+    ----------
+    name : str
+        What a job step's ``stage:`` says.
+    params_model : type of pydantic.BaseModel
+        Its parameters, validated when the job spec is.
+    run : str
+        ``"module:function"`` of the implementation, ``function(ctx, params) -> counts``
+        (:class:`~pipeline.core.context.RunContext`), imported when the stage runs.
+    summary : str
+        One line for ``pipeline stages`` and the docs.
+    writes : tuple of str, or callable
+        Store paths (relative to the store root) that exist once the stage has completed, or
+        ``writes(step_name, params) -> paths`` when they are named after the step.
+    preflight : str, optional
+        ``"module:function"`` of ``preflight(store, params)``: cheap checks run for every
+        pending step before any stage starts (inputs exist, the store can take the output);
+        raises to stop the run.
+    check_job : callable, optional
+        ``check_job(params, earlier) -> [(field path, message), ...]``: checks of the step's
+        parameters against the steps before it in the job (:class:`EarlierStep`), run when
+        the job spec is validated. It must import nothing heavy.
+    workflow : str
+        The workflow that declared it (set by the registry).
+    """
+
+    name: str
+    params_model: type[BaseModel]
+    run: str
     summary: str
-    preflight: Callable[[RunStore, Any], None] | None = None
-    check_job: (
-        Callable[[Any, Mapping[str, BaseModel]], list[tuple[tuple[str, ...], str]]] | None
-    ) = None
+    writes: tuple[str, ...] | WritesFn = ()
+    preflight: str | None = None
+    check_job: CheckJobFn | None = None
+    workflow: str = ""
+
+    def outputs(self, step: str, params: BaseModel) -> tuple[str, ...]:
+        """The store paths step ``step`` of this stage writes."""
+        return tuple(self.writes(step, params)) if callable(self.writes) else tuple(self.writes)
+
+    def load(self) -> Callable[[RunContext, Any], Counts]:
+        """The implementation (imported now)."""
+        func: Callable[[RunContext, Any], Counts] = load_object(self.run)
+        return func
+
+    def load_preflight(self) -> Callable[[RunStore, Any], None] | None:
+        """The preflight check (imported now), or None."""
+        if self.preflight is None:
+            return None
+        func: Callable[[RunStore, Any], None] = load_object(self.preflight)
+        return func
 
 
-def _ingest_stage(ctx: RunContext, params: IngestParams) -> dict[str, int]:
-    return ingest_images(
-        ctx.store, params, ctx.client, redo=ctx.forced, progress=ctx.progress
-    ).counts()
+@dataclass(frozen=True)
+class ReportSection:
+    """A part of the run report.
+
+    Attributes
+    ----------
+    name : str
+        Unique name (also the section's HTML id).
+    order : int
+        Sections appear in increasing order (ties by name): the page's frame uses 0-99 and
+        1000+, workflows 100-999.
+    render : str
+        ``"module:function"`` of ``render(ctx) -> html or None``
+        (:class:`~pipeline.report.context.ReportContext`); None means nothing to show.
+    workflow : str
+        The workflow that declared it (set by the registry).
+    """
+
+    name: str
+    order: int
+    render: str
+    workflow: str = ""
+
+    def load(self) -> Callable[[Any], str | None]:
+        """The renderer (imported now)."""
+        func: Callable[[Any], str | None] = load_object(self.render)
+        return func
 
 
-def _preprocess_stage(ctx: RunContext, params: GalaxyParams) -> dict[str, int]:
-    return build_catalog(ctx.store, params, ctx.client, redo=ctx.forced, progress=ctx.progress)
+@dataclass(frozen=True)
+class Workflow:
+    """What one workflow contributes.
+
+    Attributes
+    ----------
+    name : str
+    summary : str
+    stages : tuple of StageDef
+    tables : tuple of TableSchema
+        Every table its stages write, documented once.
+    sections : tuple of ReportSection
+    """
+
+    name: str
+    summary: str
+    stages: tuple[StageDef, ...] = ()
+    tables: tuple[TableSchema, ...] = ()
+    sections: tuple[ReportSection, ...] = ()
 
 
-def _ingest_mosaic_stage(ctx: RunContext, params: MosaicParams) -> dict[str, int]:
-    return ingest_mosaic(ctx.store, params, ctx.client, redo=ctx.forced, progress=ctx.progress)
+@dataclass(frozen=True)
+class Registry:
+    """The stages, tables and report sections of a set of workflows.
+
+    Raises
+    ------
+    RegistryError
+        (on construction) if two workflows declare the same stage, table or section name.
+    """
+
+    workflows: tuple[Workflow, ...]
+    stages: Mapping[str, StageDef] = field(init=False)
+    tables: Mapping[str, TableSchema] = field(init=False)
+    sections: tuple[ReportSection, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        owner: dict[tuple[str, str], str] = {}
+
+        def claim(kind: str, name: str, workflow: str) -> None:
+            if (kind, name) in owner:
+                raise RegistryError(
+                    f"{kind} {name!r} is declared by both workflow {owner[kind, name]!r} and "
+                    f"{workflow!r}; rename one of them"
+                )
+            owner[kind, name] = workflow
+
+        stages: dict[str, StageDef] = {}
+        tables: dict[str, TableSchema] = {}
+        sections: list[ReportSection] = []
+        for wf in self.workflows:
+            for stage in wf.stages:
+                claim("stage", stage.name, wf.name)
+                stages[stage.name] = dataclasses.replace(stage, workflow=wf.name)
+            for table in wf.tables:
+                claim("table", table.name, wf.name)
+                tables[table.name] = table
+            for section in wf.sections:
+                claim("report section", section.name, wf.name)
+                sections.append(dataclasses.replace(section, workflow=wf.name))
+        object.__setattr__(self, "stages", stages)
+        object.__setattr__(self, "tables", tables)
+        sections.sort(key=lambda s: (s.order, s.name))
+        object.__setattr__(self, "sections", tuple(sections))
+
+    def stage(self, name: str) -> StageDef:
+        """The stage called ``name`` (KeyError if none)."""
+        return self.stages[name]
+
+    def table(self, name: str) -> TableSchema:
+        """The schema of table ``name``.
+
+        Raises
+        ------
+        RegistryError
+            If no workflow documents it, listing those that are.
+        """
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise RegistryError(
+                f"unknown table {name!r}; documented tables are: {', '.join(sorted(self.tables))}"
+                ". Declare it in the tables of the workflow that writes it"
+            ) from None
 
 
-def _detect_sources_stage(ctx: RunContext, params: SourceParams) -> dict[str, int]:
-    return detect_sources(ctx.store, params, ctx.client, redo=ctx.forced, progress=ctx.progress)
+def discover(group: str = ENTRY_POINT_GROUP, extra: Iterable[Workflow] = ()) -> Registry:
+    """Read the workflows declared under the entry-point ``group`` (plus ``extra``).
+
+    Raises
+    ------
+    RegistryError
+        If no workflow is declared (the package is not installed), or a declaration cannot be
+        loaded or is not a :class:`Workflow`.
+    """
+    found: list[Workflow] = list(extra)
+    points = sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name)
+    for point in points:
+        try:
+            wf = point.load()
+        except ImportError as exc:
+            raise RegistryError(
+                f"workflow {point.name!r} ({point.value}) cannot be imported: {exc}"
+            ) from exc
+        if not isinstance(wf, Workflow):
+            raise RegistryError(
+                f"entry point {point.name!r} of {group} ({point.value}) is a "
+                f"{type(wf).__name__}, not a pipeline.core.registry.Workflow"
+            )
+        found.append(wf)
+    if not found:
+        raise RegistryError(
+            f"no workflow is declared under the entry-point group {group!r}: install the "
+            "package (`pip install -e .` or `make install`) so that its entry points exist"
+        )
+    log.debug("workflows: %s", ", ".join(w.name for w in found))
+    return Registry(tuple(found))
 
 
-def _reduce_stage(ctx: RunContext, params: ReduceParams) -> dict[str, int]:
-    return run_reduce(ctx.store, params, ctx.client, seed=ctx.seed)
-
-
-def _kmeans_stage(ctx: RunContext, params: KMeansParams) -> dict[str, int]:
-    return run_kmeans(ctx.store, params, ctx.client, seed=ctx.seed, name=ctx.step or "kmeans")
-
-
-def _dbscan_stage(ctx: RunContext, params: DBSCANParams) -> dict[str, int]:
-    return run_dbscan(
-        ctx.store,
-        params,
-        ctx.client,
-        seed=ctx.seed,
-        progress=ctx.progress,
-        name=ctx.step or "dbscan",
-    )
-
-
-def _agglomerative_stage(ctx: RunContext, params: AgglomerativeParams) -> dict[str, int]:
-    return run_agglomerative(
-        ctx.store, params, ctx.client, seed=ctx.seed, name=ctx.step or "agglomerative"
-    )
-
-
-def _som_stage(ctx: RunContext, params: SOMParams) -> dict[str, int]:
-    return run_som(ctx.store, params, ctx.client, seed=ctx.seed, name=ctx.step or "som")
-
-
-def _train_encoder_stage(ctx: RunContext, params: TrainEncoderParams) -> dict[str, int]:
-    return run_train_encoder(
-        ctx.store, params, ctx.client, seed=ctx.seed, redo=ctx.forced, progress=ctx.progress
-    )
-
-
-def _embed_stage(ctx: RunContext, params: EmbedParams) -> dict[str, int]:
-    return run_embed(ctx.store, params, ctx.client, progress=ctx.progress)
-
-
-def _probe_stage(ctx: RunContext, params: ProbeParams) -> dict[str, int]:
-    return run_probe(ctx.store, params, ctx.client, seed=ctx.seed)
-
-
-def _cohort_stage(ctx: RunContext, params: CohortParams) -> dict[str, int]:
-    return run_cohort(ctx.store, params)
-
-
-def _kaplan_meier_stage(ctx: RunContext, params: KMParams) -> dict[str, int]:
-    return run_kaplan_meier(ctx.store, params)
-
-
-def _cox_stage(ctx: RunContext, params: CoxParams) -> dict[str, int]:
-    return run_cox(ctx.store, params, ctx.client, seed=ctx.seed, progress=ctx.progress)
-
-
-def _phenotypes_stage(ctx: RunContext, params: PhenotypeParams) -> dict[str, int]:
-    return run_phenotypes(ctx.store, params, ctx.client, seed=ctx.seed, progress=ctx.progress)
-
-
-def _classify_phenotypes_stage(ctx: RunContext, params: ClassifierParams) -> dict[str, int]:
-    return run_classify_phenotypes(ctx.store, params, seed=ctx.seed)
-
-
-def _validate_external_stage(ctx: RunContext, params: ExternalParams) -> dict[str, int]:
-    return run_validate_external(
-        ctx.store, params, ctx.client, seed=ctx.seed, progress=ctx.progress
-    )
-
-
-def _report_stage(ctx: RunContext, params: ReportParams) -> dict[str, int]:
-    write_report(ctx.store, params, seed=ctx.seed, current_step=ctx.step)
-    return {"montage_images": params.montage_images}
-
-
-def stage_registry() -> dict[str, StageDef]:
-    """Every stage a job spec may name, by name."""
-    stages = [
-        StageDef(
-            INGEST,
-            _ingest_stage,
-            IngestParams,
-            ("store.zarr/images/zarr.json", "tables/images.parquet", "tables/quarantine.parquet"),
-            "image files -> chunked, labelled Zarr collection (the job's `input` section)",
-            preflight=check_ingest,
-        ),
-        StageDef(
-            "preprocess",
-            _preprocess_stage,
-            GalaxyParams,
-            ("store.zarr/cutouts/zarr.json", "tables/catalog.parquet"),
-            "galaxy cutouts: find the central galaxy, reject overlaps, stripes and empty "
-            "images, align, cut out -> catalog + cutouts",
-        ),
-        StageDef(
-            "ingest_mosaic",
-            _ingest_mosaic_stage,
-            MosaicParams,
-            ("store.zarr/mosaic/zarr.json",),
-            "one large FITS/TIFF/PNG/JPEG image -> the tiled `mosaic` array",
-            preflight=check_mosaic,
-        ),
-        StageDef(
-            "detect_sources",
-            _detect_sources_stage,
-            SourceParams,
-            ("tables/sources.parquet", "store.zarr/cutouts/zarr.json"),
-            "blob detection over the mosaic's tiles (equal to whole-image detection) -> "
-            "sources table + aligned cutouts",
-        ),
-        StageDef(
-            "reduce",
-            _reduce_stage,
-            ReduceParams,
-            (
-                f"store.zarr/{REDUCED}/zarr.json",
-                "tables/explained_variance.parquet",
-                "models/pca.npz",
-            ),
-            "PCA of a store array (default: the kept cutouts), streamed from Zarr -> `reduced` "
-            "(image, component), explained variance, the basis for new data",
-        ),
-        StageDef(
-            "kmeans",
-            _kmeans_stage,
-            KMeansParams,
-            ("tables/clusters.parquet", "tables/cluster_metrics.parquet"),
-            "k-means (k-means++ on a sample, Lloyd over chunks) with k from the elbow (kneed)",
-        ),
-        StageDef(
-            "dbscan",
-            _dbscan_stage,
-            DBSCANParams,
-            ("tables/clusters.parquet", "tables/cluster_metrics.parquet"),
-            "DBSCAN with the eps sweep run in parallel; sample-then-assign above a size",
-        ),
-        StageDef(
-            "agglomerative",
-            _agglomerative_stage,
-            AgglomerativeParams,
-            ("tables/clusters.parquet", "tables/cluster_metrics.parquet"),
-            "Ward/average agglomerative clustering; sample-then-assign above a size",
-        ),
-        StageDef(
-            "som",
-            _som_stage,
-            SOMParams,
-            ("tables/clusters.parquet", "tables/cluster_metrics.parquet"),
-            "self-organising map (MiniSom, or a batch SOM across workers at scale), U-matrix, "
-            "agglomerative clustering of the winners",
-        ),
-        StageDef(
-            "train_encoder",
-            _train_encoder_stage,
-            TrainEncoderParams,
-            ("models/encoder.json", "tables/training_loss.parquet"),
-            "SimCLR training of a ResNet encoder on a store array (on a GPU worker if any); "
-            "checkpoints resume; per-epoch loss",
-        ),
-        StageDef(
-            "embed",
-            _embed_stage,
-            EmbedParams,
-            (f"store.zarr/{EMBEDDINGS}/zarr.json", "models/embed.json"),
-            "encoder features of every image -> `embeddings` (image, feature); tasks run on "
-            "GPU workers when the cluster has any, the model loaded once per worker",
-        ),
-        StageDef(
-            "probe",
-            _probe_stage,
-            ProbeParams,
-            ("tables/probe.parquet",),
-            "linear probe: logistic regression on frozen features with 10/20/30/all examples "
-            "per class over seeds, against the PCA baseline",
-        ),
-        StageDef(
-            "cohort",
-            _cohort_stage,
-            CohortParams,
-            ("tables/cohort.parquet", "tables/cohort_summary.parquet", "models/cohort.json"),
-            "clinical table (CSV, Parquet or a lifelines dataset) -> validated cohort: every "
-            "bad value listed with its rows before any analysis; missing-value policy",
-            preflight=check_cohort,
-        ),
-        StageDef(
-            "kaplan_meier",
-            _kaplan_meier_stage,
-            KMParams,
-            ("tables/km_summary.parquet", "tables/km_curves.parquet", "tables/logrank.parquet"),
-            "Kaplan-Meier curves with CIs and at-risk counts, medians, survival at chosen "
-            "times, log-rank tests (multivariate and pairwise) per grouping",
-            check_job=check_kaplan_meier_job,
-        ),
-        StageDef(
-            "cox",
-            _cox_stage,
-            CoxParams,
-            (
-                "tables/cox_univariate.parquet",
-                "tables/cox_multivariate.parquet",
-                "models/cox.json",
-            ),
-            "univariate Cox per covariate, multivariate Cox on those with p < threshold, "
-            "proportional-hazards check, concordance with a bootstrap CI (Dask tasks)",
-            check_job=check_cox_job,
-        ),
-        StageDef(
-            "phenotypes",
-            _phenotypes_stage,
-            PhenotypeParams,
-            (
-                "tables/phenotypes.parquet",
-                "tables/patient_phenotypes.parquet",
-                "tables/phenotype_selection.parquet",
-                "models/phenotypes.json",
-            ),
-            "hierarchical clustering of patients (Gower distance on mixed covariates) into "
-            "phenotypes, k by silhouette with a bootstrap CI; profiles; KM per phenotype",
-            check_job=check_phenotypes_job,
-        ),
-        StageDef(
-            "classify_phenotypes",
-            _classify_phenotypes_stage,
-            ClassifierParams,
-            (
-                "tables/classifier_metrics.parquet",
-                "tables/classifier_confusion.parquet",
-                "models/phenotype_classifier.pkl",
-            ),
-            "cross-validated decision tree and random forest recognising the phenotype, "
-            "against classifiers of survival at the horizon",
-        ),
-        StageDef(
-            "validate_external",
-            _validate_external_stage,
-            ExternalParams,
-            ("tables/validation_cohort.parquet", "models/validation_cohort.json"),
-            "external cohort: validated with the development column map, phenotypes "
-            "predicted, KM by predicted phenotype, the Cox model's concordance",
-            preflight=check_external,
-        ),
-        StageDef(
-            "report",
-            _report_stage,
-            ReportParams,
-            ("report/index.html",),
-            "static HTML report: stages, timings, counts, quarantine, sample montage",
-        ),
-    ]
-    return {s.name: s for s in stages}
+@functools.cache
+def default_registry() -> Registry:
+    """The installed workflows' registry, read once per process (as xarray lists engines)."""
+    return discover()

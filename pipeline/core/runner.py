@@ -13,16 +13,19 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from distributed import Client
-
+from pipeline.core.cluster_config import ClusterConfig
+from pipeline.core.context import RunContext
 from pipeline.core.jobs import Job, JobStep
 from pipeline.core.manifest import StageRecord, load_manifest, now_iso, save_manifest
 from pipeline.core.progress import ProgressFn, no_progress
-from pipeline.core.registry import RunContext
-from pipeline.core.runtime import ClusterConfig, cluster_client
+from pipeline.core.registry import Counts
 from pipeline.core.store import RunStore
 from pipeline.errors import JobSpecError, StageError
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["RunSummary", "pending_steps", "run_job"]
 
@@ -36,7 +39,7 @@ class RunSummary:
     store: str
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    counts: dict[str, dict[str, int | float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -46,7 +49,7 @@ def _complete(store: RunStore, step: JobStep) -> bool:
         rec is not None
         and rec.status == "done"
         and rec.config_hash == step.config_hash
-        and all(store.exists(p) for p in step.stage.writes)
+        and all(store.exists(p) for p in step.writes)
     )
 
 
@@ -75,6 +78,8 @@ def _client_for(
     if client is not None:
         yield client
         return
+    from pipeline.core.runtime import cluster_client
+
     with cluster_client(
         cluster or job.spec.cluster, performance_report_path=performance_report
     ) as c:
@@ -118,8 +123,8 @@ def run_job(
     ------
     JobSpecError
         If ``force`` names a step the job does not have (before any work).
-    SourceError, CollectionMismatchError
-        From a stage's preflight check, before any stage runs.
+    InputError, CollectionMismatchError, CohortError, RegistryError
+        From a stage's preflight check (or loading it), before any stage runs.
     StageError
         If a stage fails; its error is recorded in the manifest first.
     """
@@ -135,9 +140,13 @@ def run_job(
         )
     store = RunStore(job.spec.store)
     todo = pending_steps(job, force)
+    # Every implementation is imported before any work: a missing dependency stops the run
+    # here rather than half-way through it.
+    funcs = {step.name: step.stage.load() for step in todo}
     for step in todo:
-        if step.stage.preflight is not None:
-            step.stage.preflight(store, step.params)
+        preflight = step.stage.load_preflight()
+        if preflight is not None:
+            preflight(store, step.params)
     manifest = load_manifest(store)
     manifest.job = job.spec.model_dump(mode="json")
     save_manifest(store, manifest)
@@ -151,21 +160,26 @@ def run_job(
     with _client_for(job, client, cluster, performance_report) as c:
         if on_start is not None:
             on_start(c)
-        ctx = RunContext(
-            store=store,
-            client=c,
-            log=logging.getLogger("pipeline.stage"),
-            seed=job.spec.seed,
-            progress=progress,
-        )
         for step in todo:
-            ctx.forced = step.name in force
-            ctx.step = step.name
-            _run_step(ctx, step, summary)
+            ctx = RunContext(
+                store=store,
+                client=c,
+                step=step.name,
+                seed=job.spec.seed,
+                forced=step.name in force,
+                progress=progress,
+                log=logging.getLogger(f"pipeline.stage.{step.name}"),
+            )
+            _run_step(ctx, step, funcs[step.name], summary)
     return summary
 
 
-def _run_step(ctx: RunContext, step: JobStep, summary: RunSummary) -> None:
+def _run_step(
+    ctx: RunContext,
+    step: JobStep,
+    func: Callable[[RunContext, object], Counts],
+    summary: RunSummary,
+) -> None:
     started, t0 = now_iso(), time.perf_counter()
     running = StageRecord(
         stage=step.name,
@@ -175,10 +189,9 @@ def _run_step(ctx: RunContext, step: JobStep, summary: RunSummary) -> None:
         started=started,
     )
     _record(ctx.store, running)
-    ctx.log = logging.getLogger(f"pipeline.stage.{step.name}")
     log.info("stage %s: running", step.name)
     try:
-        counts = dict(step.stage.func(ctx, step.params))
+        counts = dict(func(ctx, step.params))
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         ended = {"ended": now_iso(), "seconds": time.perf_counter() - t0}

@@ -1,7 +1,8 @@
 """Where a run computes: an embedded local cluster, or an existing Dask scheduler.
 
 :func:`cluster_client` is the one way the CLI and the runner get a ``distributed.Client``;
-the choice lives in the job spec's ``cluster`` section (or the CLI's cluster options).
+the choice lives in the job spec's ``cluster`` section (:mod:`pipeline.core.cluster_config`)
+or the CLI's cluster options.
 """
 
 from __future__ import annotations
@@ -10,83 +11,17 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
 
 import dask
 from distributed import Client, LocalCluster, performance_report
 from distributed.security import Security
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ClusterConfig", "cluster_client"]
+from pipeline.core.cluster_config import AddressClusterConfig, ClusterConfig, LocalClusterConfig
+from pipeline.errors import ClusterError
+
+__all__ = ["ClusterConfig", "LocalClusterConfig", "cluster_client", "security"]
 
 log = logging.getLogger(__name__)
-
-
-class ClusterConfig(BaseModel):
-    """How to reach (or start) the Dask cluster.
-
-    Attributes
-    ----------
-    kind : {"local", "address"}
-        ``local`` starts a LocalCluster of worker processes on this machine (sized to it unless
-        ``workers``/``threads_per_worker`` say otherwise); ``address`` connects to a running
-        scheduler at ``address``.
-    workers, threads_per_worker : int, optional
-        Local cluster size; default: Dask's choice for this machine's cores.
-    memory_limit : str, optional
-        Per-worker memory limit for a local cluster, e.g. ``"4GB"`` (default: Dask's share).
-    processes : bool
-        Local workers as processes (default) or threads in this process.
-    dashboard_address : str
-        Where a local cluster serves its dashboard (``":0"`` picks a free port).
-    address : str, optional
-        ``tcp://host:port`` or ``tls://host:port`` of an existing scheduler.
-    tls_ca_file, tls_cert, tls_key : str, optional
-        Certificates for a ``tls://`` scheduler (CA, client certificate, client key).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["local", "address"] = "local"
-    workers: int | None = Field(None, ge=1)
-    threads_per_worker: int | None = Field(None, ge=1)
-    memory_limit: str | None = None
-    processes: bool = True
-    dashboard_address: str = ":8787"
-    address: str | None = None
-    tls_ca_file: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ClusterConfig:
-        if self.kind == "address" and not self.address:
-            raise ValueError("kind 'address' needs address: tcp://host:port or tls://host:port")
-        if self.address and not self.address.startswith(("tcp://", "tls://", "inproc://")):
-            raise ValueError(
-                f"address {self.address!r} must start with tcp:// or tls:// (e.g. "
-                "tcp://10.0.0.5:8786)"
-            )
-        tls = [self.tls_ca_file, self.tls_cert, self.tls_key]
-        if any(tls) and not (self.address or "").startswith("tls://"):
-            raise ValueError("TLS certificates are given but the address is not tls://")
-        if (self.address or "").startswith("tls://") and not all(tls):
-            raise ValueError("a tls:// address needs tls_ca_file, tls_cert and tls_key")
-        for f in tls:
-            if f and not Path(f).is_file():
-                raise ValueError(f"TLS file {f} does not exist")
-        return self
-
-    def security(self) -> Security | None:
-        """The TLS security object for a ``tls://`` scheduler, else None."""
-        if not self.tls_ca_file:
-            return None
-        return Security(
-            tls_ca_file=self.tls_ca_file,
-            tls_client_cert=self.tls_cert,
-            tls_client_key=self.tls_key,
-            require_encryption=True,
-        )
 
 
 # glibc thresholds for local worker processes. distributed sets MALLOC_TRIM_THRESHOLD_ to 64 KiB,
@@ -101,6 +36,31 @@ def _worker_environ() -> dict[str, object]:
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
     environ.update(_MALLOC_ENV)
     return {"distributed.nanny.pre-spawn-environ": environ}
+
+
+def security(config: AddressClusterConfig) -> Security | None:
+    """The TLS security object for a ``tls://`` scheduler, else None.
+
+    Raises
+    ------
+    ClusterError
+        If a TLS file the config names does not exist here.
+    """
+    files = config.tls_files
+    for option, path in files.items():
+        if not Path(path).is_file():
+            raise ClusterError(
+                f"cluster.{option}: TLS file {path} does not exist on this machine; give the "
+                "path of the file (or run where it is mounted)"
+            )
+    if not files:
+        return None
+    return Security(
+        tls_ca_file=config.tls_ca_file,
+        tls_client_cert=config.tls_cert,
+        tls_client_key=config.tls_key,
+        require_encryption=True,
+    )
 
 
 @contextlib.contextmanager
@@ -121,8 +81,8 @@ def cluster_client(
         ``client.dashboard_link`` is the dashboard to watch.
     """
     with contextlib.ExitStack() as stack:
-        if config.address:
-            client = stack.enter_context(Client(config.address, security=config.security()))
+        if isinstance(config, AddressClusterConfig):
+            client = stack.enter_context(Client(config.address, security=security(config)))
         else:
             kwargs: dict[str, object] = {
                 "processes": config.processes,

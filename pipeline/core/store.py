@@ -107,6 +107,14 @@ class RunStore:
         """Whether ``rel`` (a file or folder inside the store; the root when empty) exists."""
         return bool(self.fs.exists(self._fs_path(rel)))
 
+    def listdir(self, rel: str) -> list[str]:
+        """Names of the files and folders directly in folder ``rel`` of the store, sorted
+        (empty when it does not exist)."""
+        path = self._fs_path(rel)
+        if not self.fs.exists(path):
+            return []
+        return sorted(str(p).rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False))
+
     # -- bytes -----------------------------------------------------------------------------
     def read_bytes(self, rel: str) -> bytes:
         """Read one file of the store."""

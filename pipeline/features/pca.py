@@ -28,6 +28,7 @@ import numpy.typing as npt
 from sklearn.utils.extmath import svd_flip
 
 from pipeline.errors import ParameterError
+from pipeline.features.matrix import fits_in_memory
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -198,7 +199,7 @@ def fit_pca(
     xd = _prepare(x, n_components, method, n_power_iter, oversample)
     n, d = xd.shape
     with _scheduler(client):
-        in_memory = _fits_in_memory(xd, client)
+        in_memory = fits_in_memory(xd.nbytes, client)
         if in_memory:
             # Every SVD pass then reads worker memory instead of the store; a matrix larger
             # than half the cluster's memory is streamed from its chunks on every pass.
@@ -288,15 +289,6 @@ def merge_stats(*parts: tuple[int, F64, F64]) -> tuple[int, F64, F64]:
             m2 = m2 + m2_b + delta**2 * (n * nb / total)
             n = total
     return n, mean, m2
-
-
-def _fits_in_memory(xd: da.Array, client: Client | None) -> bool:
-    """Whether ``xd`` takes at most half the memory of ``client``'s workers."""
-    if client is None:
-        return False
-    workers = client.scheduler_info(n_workers=-1).get("workers", {}).values()
-    limit = sum(float(w.get("memory_limit") or 0) for w in workers)
-    return 0 < xd.nbytes <= 0.5 * limit
 
 
 def _work_dtype(dtype: Any) -> type[np.floating[Any]]:

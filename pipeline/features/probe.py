@@ -28,12 +28,10 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from distributed import Client
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
@@ -41,20 +39,19 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.core.store import RunStore
-from pipeline.core.tables import TABLES, write_table
+from pipeline.core.context import RunContext
+from pipeline.core.tables import write_table
 from pipeline.errors import ParameterError, StoreError
-from pipeline.features.matrix import RowSelection, compute_rows, open_matrix, row_labels
+from pipeline.features.matrix import compute_rows, open_matrix, row_labels
+from pipeline.features.spec import DEFAULT_SHOTS, ProbeParams, Shots
+from pipeline.features.tables import TABLES
 
 __all__ = ["PROBE_COLUMNS", "ProbeParams", "Shots", "probe_scores", "run_probe", "summarize_probe"]
 
 log = logging.getLogger(__name__)
 
-#: Training examples per class, or ``"all"`` for the whole training split.
-Shots = int | Literal["all"]
-
-#: Columns of the ``probe`` table, in order (documented in :mod:`pipeline.core.tables`).
-PROBE_COLUMNS: tuple[str, ...] = tuple(TABLES["probe"].columns)
+#: Columns of the ``probe`` table, in order (documented in :mod:`pipeline.features.tables`).
+PROBE_COLUMNS: tuple[str, ...] = tuple(next(t for t in TABLES if t.name == "probe").columns)
 
 #: The stage that writes each array a probe is usually asked for.
 _WRITERS = {
@@ -64,68 +61,9 @@ _WRITERS = {
     "cutouts": "preprocess",
 }
 
-#: Seed 001: 10, 20, 30 and all examples per class.
-_DEFAULT_SHOTS: tuple[Shots, ...] = (10, 20, 30, "all")
 
 #: What ``str()`` makes of a missing value (``row_labels`` returns strings), lower case.
 _MISSING_STRINGS = frozenset({"", "nan", "none", "<na>", "nat", "null"})
-
-
-class ProbeParams(BaseModel):
-    """Parameters of the ``probe`` stage.
-
-    Attributes
-    ----------
-    features : list of str
-        Store arrays to probe, ``image`` first. The first is the one under test, the others
-        are baselines it is compared with (default: ``embeddings`` against ``reduced``).
-    label_column : str
-        The known class of each image: a column of the ``images``, ``catalog`` or ``sources``
-        table (see :func:`pipeline.features.matrix.row_labels`).
-    rows : {"kept", "all"}
-        ``kept``: the images the catalog kept (all rows when there is no catalog).
-    shots : list of int or "all"
-        Training examples per class; ``"all"`` (written as 0 in the table) is the whole
-        training split. A value above the training examples of some class is skipped, with
-        a warning in the log.
-    repeats : int
-        Number of seeded repeats (seeds ``seed, seed + 1, ...``), each with its own split.
-    test_fraction : float
-        Share of the rows held out (stratified) for scoring, in (0, 1).
-    C : float
-        Inverse L2 regularisation strength of the logistic regression.
-    max_iter : int
-        Iterations of the lbfgs solver; fits that stop there are counted and logged.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    features: list[str] = Field(default_factory=lambda: ["embeddings", "reduced"], min_length=1)
-    label_column: str = Field(min_length=1)
-    rows: RowSelection = "kept"
-    shots: list[Annotated[int, Field(ge=1)] | Literal["all"]] = Field(
-        default_factory=lambda: list(_DEFAULT_SHOTS), min_length=1
-    )
-    repeats: int = Field(5, ge=1)
-    test_fraction: float = Field(0.3, gt=0, lt=1)
-    C: float = Field(1.0, gt=0)
-    max_iter: int = Field(1000, ge=1)
-
-    @field_validator("features")
-    @classmethod
-    def _distinct_features(cls, v: list[str]) -> list[str]:
-        if any(not name for name in v):
-            raise ValueError("features: array names must not be empty")
-        if len(set(v)) != len(v):
-            raise ValueError(f"features {v}: each array may be named once")
-        return v
-
-    @field_validator("shots")
-    @classmethod
-    def _distinct_shots(cls, v: list[Shots]) -> list[Shots]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"shots {v}: each value may be given once")
-        return v
 
 
 # -- the pure part --------------------------------------------------------------------------
@@ -373,7 +311,7 @@ def probe_scores(
     features: Mapping[str, np.ndarray],
     labels: np.ndarray,
     *,
-    shots: Sequence[Shots] = _DEFAULT_SHOTS,
+    shots: Sequence[Shots] = DEFAULT_SHOTS,
     repeats: int = 5,
     test_fraction: float = 0.3,
     C: float = 1.0,
@@ -493,9 +431,7 @@ def summarize_probe(table: pd.DataFrame, *, reference: str | None = None) -> pd.
 # -- the stage --------------------------------------------------------------------------------
 
 
-def run_probe(
-    store: RunStore, params: ProbeParams, client: Client | None, *, seed: int = 0
-) -> dict[str, int]:
+def run_probe(ctx: RunContext, params: ProbeParams) -> dict[str, int]:
     """The ``probe`` stage: linear probes of the store's feature arrays against a label column.
 
     Reads each of ``params.features`` (rows ``params.rows``) and the labels of
@@ -507,12 +443,10 @@ def run_probe(
 
     Parameters
     ----------
-    store : RunStore
+    ctx : RunContext
+        ``ctx.client`` computes the (small) feature matrices (None: the local scheduler);
+        ``ctx.seed`` is the first repeat's seed.
     params : ProbeParams
-    client : distributed.Client or None
-        Computes the (small) feature matrices; None: the local scheduler.
-    seed : int
-        The job's seed: the first repeat's.
 
     Returns
     -------
@@ -527,6 +461,7 @@ def run_probe(
         If the label column is in no table, or the labels or parameters do not fit the data
         (see :func:`probe_scores`).
     """
+    store, client, seed = ctx.store, ctx.client, ctx.seed
     for name in params.features:
         if not store.has_array(name):
             writer = _WRITERS.get(name)
@@ -549,7 +484,7 @@ def run_probe(
                 m.n_rows,
                 len(common),
             )
-    labels = row_labels(store, params.label_column, common)
+    labels = row_labels(store, params.label_column, common, matrices[0].n_total)
     features: dict[str, np.ndarray] = {}
     for m in matrices:
         data = m.data

@@ -1,66 +1,37 @@
 """The ``reduce`` stage: PCA of a store array, streamed from its Zarr chunks.
 
-Fits :func:`~pipeline.features.pca.fit_pca` on the selected rows (the kept cutouts by default),
-writes
-``reduced (image, component)`` (NaN rows for images that were not selected, so the array
-shares the collection's ``image`` dimension), ``tables/explained_variance.parquet``, and the
-basis as ``models/pca.npz`` so that new data can be projected with :func:`load_pca`.
+Fits :func:`~pipeline.features.pca.fit_pca` on the selected rows (the kept cutouts by
+default) and writes, under names taken from the step (:func:`~pipeline.features.spec.
+reduce_outputs`; for the step ``reduce``: ``reduced``, ``explained_variance``, ``pca``):
+
+* the array ``(image, component)``, with NaN rows for images that were not selected so that
+  it shares the collection's ``image`` dimension;
+* the explained-variance table;
+* the basis, ``models/<name>.npz``, so that new data can be projected (:func:`load_pca`).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
 import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
-from distributed import Client
-from pydantic import BaseModel, ConfigDict, Field
 from zarr.codecs import ZstdCodec
 
 from pipeline.core.artifacts import load_arrays, save_arrays
+from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.core.tables import write_table
 from pipeline.errors import ParameterError
-from pipeline.features.matrix import RowSelection, open_matrix
+from pipeline.features.matrix import open_matrix
 from pipeline.features.pca import PCABasis, fit_pca
+from pipeline.features.spec import ReduceParams, reduce_outputs
 
-__all__ = ["REDUCED", "ReduceParams", "load_pca", "run_reduce"]
+__all__ = ["ReduceParams", "load_pca", "run_reduce"]
 
 log = logging.getLogger(__name__)
-
-#: Name of the array the stage writes.
-REDUCED = "reduced"
-
-
-class ReduceParams(BaseModel):
-    """Parameters of the ``reduce`` stage.
-
-    Attributes
-    ----------
-    input : str
-        Store array to reduce, ``image`` first, the rest flattened (``cutouts``: 128 x 128
-        cutouts become 16,384 features).
-    rows : {"kept", "all"}
-        Rows the PCA is fitted on and ``reduced`` holds: ``kept`` = the catalog's kept images.
-    n_components : int
-        The galaxy notebook uses 25 (200 before its agglomerative clustering).
-    method : {"randomized", "exact"}
-        Randomised SVD (``dask.array.linalg.svd_compressed``) or exact tall-and-skinny SVD.
-    n_power_iter, oversample : int
-        Accuracy knobs of the randomised SVD.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input: str = "cutouts"
-    rows: RowSelection = "kept"
-    n_components: int = Field(25, ge=1)
-    method: Literal["randomized", "exact"] = "randomized"
-    n_power_iter: int = Field(4, ge=0)
-    oversample: int = Field(10, ge=0)
 
 
 def _blank_rows(block: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -69,10 +40,14 @@ def _blank_rows(block: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return out
 
 
-def run_reduce(
-    store: RunStore, params: ReduceParams, client: Client | None, *, seed: int = 0
-) -> dict[str, int]:
-    """Fit the PCA and write ``reduced``, the explained variance and the basis.
+def run_reduce(ctx: RunContext, params: ReduceParams) -> dict[str, int]:
+    """Fit the PCA and write the components, the explained variance and the basis.
+
+    Parameters
+    ----------
+    ctx : RunContext
+        ``ctx.step`` names the outputs; ``ctx.seed`` seeds the randomised SVD.
+    params : ReduceParams
 
     Returns
     -------
@@ -84,6 +59,8 @@ def run_reduce(
     ParameterError
         If ``n_components`` exceeds the rows or features available.
     """
+    store, client, seed = ctx.store, ctx.client, ctx.seed
+    out = reduce_outputs(ctx.step_name("reduce"))
     m = open_matrix(store, params.input, params.rows)
     n_features = int(m.data.shape[1])
     if params.n_components > min(m.n_rows, n_features):
@@ -112,22 +89,23 @@ def run_reduce(
     rows_per_chunk = projected.chunks[0][0]
     projected = projected.rechunk((rows_per_chunk, -1))
     k = params.n_components
-    store.reset_task("reduce", [REDUCED, "component"])
+    name, dim = out.array, out.dim
+    store.reset_task(ctx.step_name("reduce"), [name, dim])
     template = xr.Dataset(
         {
-            REDUCED: (
-                ("image", "component"),
+            name: (
+                ("image", dim),
                 da.zeros((m.n_total, k), chunks=(rows_per_chunk, k), dtype=np.float32),
             )
         },
-        coords={"component": np.arange(k)},
+        coords={dim: np.arange(k)},
     )
-    template[REDUCED].attrs["description"] = (
+    template[name].attrs["description"] = (
         f"PCA components of {params.input!r} (float32); NaN for images not selected"
     )
-    encoding = {REDUCED: {"chunks": (rows_per_chunk, k), "compressors": [ZstdCodec(level=1)]}}
+    encoding = {name: {"chunks": (rows_per_chunk, k), "compressors": [ZstdCodec(level=1)]}}
     store.write_template(template, encoding, mode="a")
-    target = store.open_array(REDUCED)
+    target = store.open_array(name)
     task = da.store(projected, target, lock=False, compute=False)  # type: ignore[arg-type]
     if client is not None:
         client.compute(task).result()
@@ -135,7 +113,7 @@ def run_reduce(
         task.compute()
     save_arrays(
         store,
-        "pca",
+        out.model,
         basis.to_arrays(),
         n_samples=basis.n_samples,
         method=basis.method,
@@ -145,7 +123,7 @@ def run_reduce(
     ratio = basis.explained_variance_ratio
     write_table(
         store,
-        "explained_variance",
+        out.table,
         pd.DataFrame(
             {
                 "component": np.arange(k),
@@ -154,6 +132,7 @@ def run_reduce(
                 "cumulative_ratio": np.cumsum(ratio),
             }
         ),
+        schema="explained_variance",
     )
     log.info(
         "reduce: %d x %d -> %d components explaining %.1f%% of the variance",
@@ -165,8 +144,8 @@ def run_reduce(
     return {"rows": m.n_rows, "features": n_features, "components": k}
 
 
-def load_pca(store: RunStore) -> PCABasis:
-    """The PCA basis the ``reduce`` stage fitted in ``store``, to project new data with
+def load_pca(store: RunStore, step: str = "reduce") -> PCABasis:
+    """The PCA basis ``reduce`` step ``step`` fitted in ``store``, to project new data with
     :meth:`PCABasis.transform`.
 
     Raises
@@ -174,5 +153,5 @@ def load_pca(store: RunStore) -> PCABasis:
     StoreError
         If the store has no fitted PCA.
     """
-    arrays, meta = load_arrays(store, "pca")
+    arrays, meta = load_arrays(store, reduce_outputs(step).model)
     return PCABasis.from_arrays(arrays, n_samples=int(meta["n_samples"]), method=meta["method"])

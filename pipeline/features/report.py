@@ -1,5 +1,6 @@
-"""The report's reduction and clustering sections: explained variance, metrics, elbow, eps
-sweep, SOM U-matrix, cluster sizes, a 2-D projection and per-cluster montages."""
+"""The report's feature sections: PCA (explained variance), clusters (metrics, elbow, eps
+sweep, SOM U-matrix, cluster sizes, a 2-D projection, per-cluster montages) and the linear
+probe."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ import pandas as pd
 from pipeline.core.artifacts import load_arrays
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table
+from pipeline.features.probe import summarize_probe
+from pipeline.features.spec import reduce_outputs
+from pipeline.report.context import ReportContext
 from pipeline.report.figures import figure_html, new_figure, png_bytes, stretch, table_html
 
-__all__ = ["clusters_section", "reduce_section"]
+__all__ = ["clusters_section", "probe_section", "reduce_section"]
 
 _METHODS = ("kmeans", "dbscan", "agglomerative", "som")
 #: Images per cluster in a montage (the notebook's plot_clusters shows 10).
@@ -24,11 +28,18 @@ _PER_CLUSTER = 10
 _MAX_CLUSTERS = 12
 
 
-def reduce_section(store: RunStore) -> str:
-    """Explained variance of the ``reduce`` stage's PCA ("" if it did not run)."""
-    if not store.exists("tables/explained_variance.parquet"):
-        return ""
-    ev = read_table(store, "explained_variance")
+def reduce_section(ctx: ReportContext) -> str | None:
+    """Explained variance of each ``reduce`` step's PCA (None if none ran)."""
+    parts = [_reduce_part(ctx, step) for step in ctx.steps("reduce")]
+    shown = [p for p in parts if p is not None]
+    return "\n".join(["<h2>Dimension reduction (PCA)</h2>", *shown]) if shown else None
+
+
+def _reduce_part(ctx: ReportContext, step: str) -> str | None:
+    out = reduce_outputs(step)
+    if not ctx.store.exists(f"tables/{out.table}.parquet"):
+        return None
+    ev = read_table(ctx.store, out.table, schema="explained_variance")
     fig = new_figure(7, 3.2)
     ax = fig.add_subplot(1, 1, 1)
     comp = ev["component"].to_numpy() + 1
@@ -40,13 +51,15 @@ def reduce_section(store: RunStore) -> str:
     ax.legend(loc="center right")
     fig.tight_layout()
     total = float(ev["cumulative_ratio"].iloc[-1])
+    png = "explained_variance.png" if step == "reduce" else f"{step}_explained_variance.png"
+    heading = "" if step == "reduce" else f"<h3>{html.escape(step)}</h3>"
     return "\n".join(
         [
-            "<h2>Dimension reduction (PCA)</h2>",
+            heading,
             f"<p>{len(ev)} components explain {100 * total:.1f}% of the variance; the "
-            "projections are <code>reduced (image, component)</code>, the basis "
-            "<code>models/pca.npz</code>.</p>",
-            figure_html(store, "explained_variance.png", png_bytes(fig), "explained variance"),
+            f"projections are <code>{html.escape(out.array)} (image, {html.escape(out.dim)})"
+            f"</code>, the basis <code>models/{html.escape(out.model)}.npz</code>.</p>",
+            ctx.figure(png, png_bytes(fig), f"explained variance of {step}"),
         ]
     )
 
@@ -238,10 +251,11 @@ def _montage(store: RunStore, clusters: pd.DataFrame, method: str, seed: int) ->
     )
 
 
-def clusters_section(store: RunStore, seed: int) -> str:
-    """Everything the cluster stages wrote ("" if none ran)."""
+def clusters_section(ctx: ReportContext) -> str | None:
+    """Everything the cluster stages wrote (None if none ran)."""
+    store, seed = ctx.store, ctx.seed
     if not store.exists("tables/cluster_metrics.parquet"):
-        return ""
+        return None
     metrics = read_table(store, "cluster_metrics")
     clusters = read_table(store, "clusters")
     # The four stages' default steps first, then steps named otherwise (e.g. kmeans on the
@@ -281,3 +295,55 @@ def clusters_section(store: RunStore, seed: int) -> str:
         parts.append("<h3>Cluster montages</h3>")
         parts += [_montage(store, clusters, m, seed) for m in methods]
     return "\n".join(p for p in parts if p)
+
+
+def probe_section(ctx: ReportContext) -> str | None:
+    """The linear probe: mean ± std accuracy and macro-F1 per features and shots."""
+    store = ctx.store
+    if not store.exists("tables/probe.parquet"):
+        return None
+    table = read_table(store, "probe")
+    if not len(table):
+        return None
+    summary = summarize_probe(table)
+    rows = []
+    for rec in summary.to_dict("records"):
+        beats = rec.get("reference_beats")
+        verdict = "" if beats is None or pd.isna(beats) else ("yes" if beats else "no")
+        shots = int(rec["shots"])
+        rows.append(
+            [
+                rec["features"],
+                "all" if shots == 0 else shots,
+                int(rec["n_repeats"]),
+                f"{rec['accuracy_mean']:.3f} ± {_std(float(rec['accuracy_std']))}",
+                f"{rec['macro_f1_mean']:.3f} ± {_std(float(rec['macro_f1_std']))}",
+                verdict,
+            ]
+        )
+    reference = str(table["features"].iloc[0])
+    return "\n".join(
+        [
+            "<h2>Linear probe</h2>",
+            "<p>Logistic regression on frozen features, trained on k examples per class "
+            "(seeded, per repeat) and scored on the same held-out stratified split for every "
+            f"feature array. <em>beaten by {html.escape(reference)}</em>: whether the first "
+            "array's mean macro-F1 is higher than this baseline's. Every fit is in "
+            "<code>tables/probe.parquet</code>.</p>",
+            table_html(
+                [
+                    "features",
+                    "per class",
+                    "repeats",
+                    "accuracy",
+                    "macro-F1",
+                    f"beaten by {reference}",
+                ],
+                rows,
+            ),
+        ]
+    )
+
+
+def _std(v: float) -> str:
+    return "n/a" if not np.isfinite(v) else f"{v:.3f}"

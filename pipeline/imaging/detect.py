@@ -26,8 +26,7 @@ of the un-padded array inside ``map_overlap`` in current Dask, which is wrong he
 from __future__ import annotations
 
 import logging
-import math
-from typing import Any, Literal
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -35,7 +34,6 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.ndimage as ndi
 from dask.array.overlap import ensure_minimum_chunksize
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Private scikit-image helpers, used exactly as skimage.feature.blob_doh/blob_log use them,
 # so results match those functions bit for bit.
@@ -43,6 +41,8 @@ from skimage.feature._hessian_det_appx import _hessian_matrix_det
 from skimage.feature.blob import _prune_blobs
 from skimage.transform import integral_image
 from skimage.util import img_as_float
+
+from pipeline.imaging.spec import BlobParams, Method
 
 __all__ = [
     "BLOB_COLUMNS",
@@ -52,12 +52,12 @@ __all__ = [
     "combine_tiles",
     "detect_blobs",
     "halo_depth",
+    "order_and_prune",
     "quantize",
 ]
 
 log = logging.getLogger(__name__)
 
-Method = Literal["doh", "log"]
 
 #: Columns of the frame :func:`detect_blobs` returns.
 BLOB_COLUMNS = ("y", "x", "sigma")
@@ -65,42 +65,6 @@ BLOB_COLUMNS = ("y", "x", "sigma")
 # Fixed-point step of :func:`quantize`. Box sums stay exact while the sum of |values| over
 # the image is below 2**(53 - 20) = 8.6e9, e.g. a 90,000 x 90,000 mosaic of values <= 1.
 _QUANT_BITS = 20
-
-
-class BlobParams(BaseModel):
-    """Parameters of :func:`detect_blobs`, with scikit-image's meaning.
-
-    ``threshold`` is absolute, in the units of the image after
-    :func:`skimage.util.img_as_float` (integers scaled to [0, 1]; floats as they are).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    method: Method = "doh"
-    min_sigma: float = Field(1.0, gt=0, description="smallest blob scale (px)")
-    max_sigma: float = Field(30.0, gt=0, description="largest blob scale (px)")
-    num_sigma: int = Field(10, ge=1, description="scales tried between min and max")
-    threshold: float = Field(0.01, gt=0, description="absolute response threshold")
-    overlap: float = Field(
-        0.5, ge=0, le=1, description="area fraction above which the smaller blob is dropped"
-    )
-    log_scale: bool = False
-
-    @model_validator(mode="after")
-    def _sigma_order(self) -> BlobParams:
-        if self.max_sigma < self.min_sigma:
-            raise ValueError(
-                f"max_sigma ({self.max_sigma}) must be >= min_sigma ({self.min_sigma})"
-            )
-        return self
-
-    def sigma_list(self) -> npt.NDArray[np.float64]:
-        """The scales searched, as scikit-image computes them (px)."""
-        if self.log_scale:
-            return np.logspace(
-                math.log10(self.min_sigma), math.log10(self.max_sigma), self.num_sigma
-            )
-        return np.linspace(self.min_sigma, self.max_sigma, self.num_sigma)
 
 
 def halo_depth(params: BlobParams) -> int:
@@ -227,7 +191,7 @@ def blobs_in_block(
     return out
 
 
-def _order_and_prune(raw: npt.NDArray[np.float64], overlap: float) -> npt.NDArray[np.float64]:
+def order_and_prune(raw: npt.NDArray[np.float64], overlap: float) -> npt.NDArray[np.float64]:
     """Prune overlapping blobs from ``raw`` (columns y, x, sigma, response, scale index)."""
     if len(raw) == 0:
         return np.empty((0, 3))
@@ -334,7 +298,7 @@ def combine_tiles(tiles: npt.NDArray[np.object_], overlap: float) -> pd.DataFram
         names.extend([f"r{i}c{j}"] * len(arr))
     raw = np.concatenate(parts) if parts else np.empty((0, 5))
     tile_of = {(float(r[0]), float(r[1]), float(r[2])): n for r, n in zip(raw, names, strict=True)}
-    pruned = _order_and_prune(raw, overlap)
+    pruned = order_and_prune(raw, overlap)
     frame = pd.DataFrame(pruned, columns=list(BLOB_COLUMNS))
     frame["tile"] = [tile_of[(float(y), float(x), float(s))] for y, x, s in pruned]
     return frame
@@ -381,5 +345,5 @@ def detect_blobs(
     arr = np.asarray(image)
     if arr.ndim != 2:
         raise ValueError(f"blob detection needs a 2-D image, got shape {arr.shape}")
-    pruned = _order_and_prune(blobs_in_block(arr, p), p.overlap)
+    pruned = order_and_prune(blobs_in_block(arr, p), p.overlap)
     return pd.DataFrame(pruned, columns=list(BLOB_COLUMNS))

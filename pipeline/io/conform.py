@@ -13,10 +13,9 @@ import numpy as np
 from skimage.color import rgb2gray
 from skimage.transform import resize
 
-__all__ = ["ModePolicy", "ShapePolicy", "convert_mode", "fit_shape", "target_channels"]
+from pipeline.io.spec import ModePolicy
 
-ModePolicy = Literal["keep", "gray", "rgb"]
-ShapePolicy = Literal["error", "quarantine", "resize", "pad"]
+__all__ = ["convert_mode", "fit_shape", "target_channels"]
 
 
 def target_channels(mode: ModePolicy, channels: int) -> int:

@@ -19,91 +19,41 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
-from dask.delayed import Delayed
 from distributed import Client
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
-from zarr.core.array_spec import ArrayConfigParams
 
+from pipeline.core.chunks import run_chunks, write_block
+from pipeline.core.context import RunContext
 from pipeline.core.manifest import QuarantineEntry, load_manifest, save_manifest
-from pipeline.core.progress import ProgressFn, gather_with_progress, no_progress
+from pipeline.core.progress import ProgressFn, gather_with_progress
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table, write_table
 from pipeline.errors import CollectionMismatchError, ImageDecodeError, IngestError
-from pipeline.io.conform import ModePolicy, ShapePolicy, convert_mode, fit_shape, target_channels
+from pipeline.io.conform import convert_mode, fit_shape, target_channels
 from pipeline.io.imagefiles import ImageInfo, probe_image, read_image
 from pipeline.io.inputs import SourceSet, resolve_sources
+from pipeline.io.spec import IngestParams, ModePolicy, ShapePolicy
 
 __all__ = [
     "IngestParams",
     "IngestPlan",
-    "IngestResult",
     "check_ingest",
-    "chunk_tasks",
+    "chunk_args",
     "ingest_images",
     "plan_collection",
+    "write_chunk",
 ]
 
 log = logging.getLogger(__name__)
 
 TASK = "ingest"
 _PROBE_BATCH = 256
-
-
-class IngestParams(BaseModel):
-    """Parameters of an ingest (the ``input`` section of a job spec).
-
-    Attributes
-    ----------
-    sources : list of str
-        Folders, globs, files, and CSV/Parquet manifests (a ``path`` column, metadata columns).
-    mode : {"keep", "gray", "rgb"}
-        ``keep`` stores images as decoded (mixed grayscale and RGB is then an error);
-        ``gray`` converts to luminance; ``rgb`` to three channels. Alpha is dropped by both.
-    shape_policy : {"error", "quarantine", "resize", "pad"}
-        What to do with images whose height/width differ from the collection's: stop
-        (default; the message lists the shapes found), quarantine them, resize them, or pad
-        them (centred, zero background).
-    shape : (int, int), optional
-        Target ``(height, width)`` for ``resize``/``pad``; default: the most common shape for
-        ``resize`` and the largest for ``pad``.
-    chunk_mb : float
-        Target size of one chunk in megabytes (uncompressed); chunks hold whole images.
-    compressor : {"zstd", "lz4"}
-        ``zstd`` (default): Zstandard, the smaller store. ``lz4``: Blosc-LZ4 with bit-shuffle,
-        about 4x faster to write and about 1.8x larger; for ingests whose speed matters more
-        than disk (see ``benchmarks/ingest.py``).
-    compression_level : int, optional
-        Zstandard level (-7 fastest ... 22 smallest; default 1), or Blosc level (0 ... 9;
-        default 5, clipped to that range).
-    overwrite : bool
-        Replace a different collection already in the store (otherwise that is an error).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    sources: list[str] = Field(min_length=1)
-    mode: ModePolicy = "keep"
-    shape_policy: ShapePolicy = "error"
-    shape: tuple[int, int] | None = None
-    chunk_mb: float = Field(32.0, gt=0, le=2048)
-    compressor: Literal["zstd", "lz4"] = "zstd"
-    compression_level: int | None = Field(None, ge=-7, le=22)
-    overwrite: bool = False
-
-    @field_validator("shape")
-    @classmethod
-    def _positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
-        if v is not None and min(v) < 1:
-            raise ValueError(f"shape must be two positive integers (height, width), got {v}")
-        return v
 
 
 @dataclass(frozen=True)
@@ -137,27 +87,6 @@ class IngestPlan:
         return start, min(start + self.per_chunk, self.n_images)
 
 
-@dataclass(frozen=True)
-class IngestResult:
-    """What an ingest did (the counts go into the manifest)."""
-
-    images: int
-    quarantined: int
-    chunks: int
-    chunks_written: int
-    shape: tuple[int, ...]
-    dtype: str
-
-    def counts(self) -> dict[str, int]:
-        """Counts for the manifest's stage record."""
-        return {
-            "images": self.images,
-            "quarantined": self.quarantined,
-            "chunks": self.chunks,
-            "chunks_written": self.chunks_written,
-        }
-
-
 # -- per-task functions (module level, pure: they run on workers) ---------------------------
 
 
@@ -176,12 +105,12 @@ def write_chunk(
     dtype: str,
     mode: ModePolicy,
     shape_policy: ShapePolicy,
-) -> list[tuple[str, str]]:
+) -> dict[str, list[tuple[str, str]]]:
     """Decode the files of one chunk and write its region of ``images`` and ``valid``.
 
-    Runs as one Dask task. A file that fails to decode (corruption the probe cannot see) is
-    stored as zeros with ``valid = False`` and returned as ``(path, reason)``. The completion
-    marker is written last, so a chunk interrupted half-way is redone on resume.
+    Runs as one Dask task (:func:`pipeline.core.chunks.run_chunks` writes its marker after
+    it). A file that fails to decode (corruption the header check cannot see) is stored as
+    zeros with ``valid = False`` and returned under ``quarantined`` as ``(path, reason)``.
     """
     # Uninitialised: every slot is either decoded into or zeroed below (zero-filling 32 MB
     # first would cost a measurable share of the write).
@@ -200,13 +129,9 @@ def write_chunk(
         except ImageDecodeError as exc:
             block[i] = 0
             bad.append((path, str(exc)))
-    # Every chunk is written whole, so zarr's scan for all-fill-value chunks (which cost as
-    # much as compressing, measured) buys nothing: skip it.
-    config: ArrayConfigParams = {"write_empty_chunks": True}
-    store.open_array("images").with_config(config)[start : start + len(files)] = block
-    store.open_array("valid").with_config(config)[start : start + len(files)] = valid
-    store.mark_done(TASK, index, {"quarantined": bad})
-    return bad
+    write_block(store, "images", start, block)
+    write_block(store, "valid", start, valid)
+    return {"quarantined": bad}
 
 
 # -- planning (client side, metadata only) ---------------------------------------------------
@@ -390,31 +315,23 @@ def _template(
     return ds, encoding
 
 
-def chunk_tasks(
-    store: RunStore, plan: IngestPlan, params: IngestParams, todo: Sequence[int]
-) -> list[Delayed]:
-    """The write tasks for chunks ``todo``, as Dask delayed objects (nothing is computed).
-
-    Each task carries file names, never pixels, and writes its own chunk-aligned region.
-    """
-    tasks = []
+def chunk_args(
+    plan: IngestPlan, params: IngestParams, todo: Sequence[int]
+) -> dict[int, tuple[Any, ...]]:
+    """The arguments of :func:`write_chunk` for chunks ``todo``: file names, never pixels."""
+    args: dict[int, tuple[Any, ...]] = {}
     for index in todo:
         start, stop = plan.chunk_bounds(index)
-        tasks.append(
-            dask.delayed(write_chunk, pure=True)(
-                store,
-                index,
-                start,
-                list(plan.files[start:stop]),
-                list(plan.formats[start:stop]),
-                plan.shape,
-                plan.dtype,
-                params.mode,
-                params.shape_policy,
-                dask_key_name=f"ingest-chunk-{index:08d}",
-            )
+        args[index] = (
+            start,
+            list(plan.files[start:stop]),
+            list(plan.formats[start:stop]),
+            plan.shape,
+            plan.dtype,
+            params.mode,
+            params.shape_policy,
         )
-    return tasks
+    return args
 
 
 def _fingerprint(sources: SourceSet, params: IngestParams) -> str:
@@ -469,7 +386,7 @@ def check_ingest(store: RunStore, params: IngestParams) -> None:
 
     Raises
     ------
-    SourceError
+    InputError
         A source is missing, or no image file is found.
     CollectionMismatchError
         The store holds a different collection and ``params.overwrite`` is false.
@@ -506,7 +423,7 @@ def _load_plan(store: RunStore) -> IngestPlan:
 
 def _new_plan(
     store: RunStore,
-    client: Client,
+    client: Client | None,
     sources: SourceSet,
     params: IngestParams,
     fingerprint: str,
@@ -515,8 +432,12 @@ def _new_plan(
     batches = [
         sources.files[i : i + _PROBE_BATCH] for i in range(0, len(sources.files), _PROBE_BATCH)
     ]
-    futures = client.map(probe_batch, batches, pure=False)
-    infos = [i for batch in gather_with_progress(client, futures, "probe", progress) for i in batch]
+    if client is None:
+        infos = [i for batch in batches for i in probe_batch(batch)]
+    else:
+        futures = client.map(probe_batch, batches, pure=False)
+        parts = gather_with_progress(client, futures, "probe", progress)
+        infos = [i for batch in parts for i in batch]
     kept, shape, dtype, quarantine = plan_collection(infos, params)
     quarantine = [(p, "listed in the manifest but missing") for p in sources.missing] + quarantine
     index_of = {f: k for k, f in enumerate(sources.files)}
@@ -567,36 +488,26 @@ def _new_plan(
     return plan
 
 
-def ingest_images(
-    store: RunStore,
-    params: IngestParams,
-    client: Client,
-    *,
-    redo: bool = False,
-    progress: ProgressFn = no_progress,
-) -> IngestResult:
-    """Ingest image files into ``store`` as the ``images`` array of ``store.zarr``.
+def ingest_images(ctx: RunContext, params: IngestParams) -> dict[str, int]:
+    """Ingest image files into ``ctx.store`` as the ``images`` array of ``store.zarr``.
 
     Parameters
     ----------
-    store : RunStore
-        Where to write; created if missing.
+    ctx : RunContext
+        ``ctx.store`` is where to write (created if missing). Reading headers and writing run
+        as tasks on ``ctx.client``'s workers. ``ctx.forced`` reads and writes everything
+        again even if this collection is already (partly) there (``--force ingest``).
+        ``ctx.progress`` receives ``("headers" | "write", done, total)``.
     params : IngestParams
-    client : distributed.Client
-        Probing and writing run as tasks on its workers.
-    redo : bool
-        Probe and write everything again even if this collection is already (partly) there
-        (``pipeline run --force ingest``).
-    progress : ProgressFn
-        Receives ``("probe" | "write", done, total)``.
 
     Returns
     -------
-    IngestResult
+    dict
+        ``images``, ``quarantined``, ``chunks`` and ``chunks_written`` (by this call).
 
     Raises
     ------
-    SourceError
+    InputError
         Sources missing or empty (before any work).
     CollectionMismatchError
         ``store`` holds another collection and ``params.overwrite`` is false (before any
@@ -604,9 +515,10 @@ def ingest_images(
     IngestError
         The files mix shapes, channels or dtypes under a policy that forbids it.
     """
+    store, client, progress = ctx.store, ctx.client, ctx.progress
     sources = resolve_sources(params.sources)
     fingerprint = _fingerprint(sources, params)
-    resumable = _existing_matches(store, fingerprint, params, len(sources.files)) and not redo
+    resumable = _existing_matches(store, fingerprint, params, len(sources.files)) and not ctx.forced
     if not resumable and (store.exists("store.zarr") or load_manifest(store).collection):
         _clear_collection(store)
     if resumable and store.has_array("images") and store.exists("tables/images.parquet"):
@@ -614,8 +526,7 @@ def ingest_images(
         log.info("resuming the ingest of %d images into %s", plan.n_images, store.url)
     else:
         plan = _new_plan(store, client, sources, params, fingerprint, progress)
-    done = store.done_markers(TASK)
-    todo = [i for i in range(plan.n_chunks) if i not in done]
+    todo = [i for i in range(plan.n_chunks) if i not in store.done_markers(TASK)]
     log.info(
         "ingest: %d images of %s %s in %d chunks (%d to write), %d quarantined",
         plan.n_images,
@@ -625,10 +536,15 @@ def ingest_images(
         len(todo),
         len(plan.quarantine),
     )
-    if todo:
-        futures = client.compute(chunk_tasks(store, plan, params, todo))
-        gather_with_progress(client, futures, "write", progress)
-    markers = store.done_markers(TASK)
+    markers = run_chunks(
+        store,
+        client,
+        TASK,
+        write_chunk,
+        chunk_args(plan, params, range(plan.n_chunks)),
+        label="write",
+        progress=progress,
+    )
     decode_failures = [
         (str(p), str(r)) for i in sorted(markers) for p, r in markers[i]["quarantined"]
     ]
@@ -651,11 +567,9 @@ def ingest_images(
         QuarantineEntry(path=p, reason=r, stage=TASK) for p, r in quarantine
     ]
     save_manifest(store, manifest)
-    return IngestResult(
-        images=plan.n_images,
-        quarantined=len(quarantine),
-        chunks=plan.n_chunks,
-        chunks_written=len(todo),
-        shape=plan.shape,
-        dtype=plan.dtype,
-    )
+    return {
+        "images": plan.n_images,
+        "quarantined": len(quarantine),
+        "chunks": plan.n_chunks,
+        "chunks_written": len(todo),
+    }

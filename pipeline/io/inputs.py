@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 import fsspec
 import pandas as pd
 
-from pipeline.errors import SourceError
+from pipeline.errors import InputError
 from pipeline.io.imagefiles import IMAGE_SUFFIXES
 
 __all__ = ["RESERVED_COLUMNS", "SourceSet", "resolve_sources"]
@@ -91,16 +91,16 @@ def _read_manifest(source: str) -> pd.DataFrame:
         csv = source.lower().endswith(".csv")
         df = pd.read_csv(source) if csv else pd.read_parquet(source)
     except Exception as exc:
-        raise SourceError(f"cannot read manifest {source}: {exc}") from exc
+        raise InputError(f"cannot read manifest {source}: {exc}") from exc
     path_col = next((c for c in _PATH_COLUMNS if c in df.columns), None)
     if path_col is None:
-        raise SourceError(
+        raise InputError(
             f"manifest {source} has no file column: name one of its columns "
             f"{' or '.join(_PATH_COLUMNS)} (found: {', '.join(map(str, df.columns))})"
         )
     bad = sorted(RESERVED_COLUMNS & set(map(str, df.columns)) - {path_col})
     if bad:
-        raise SourceError(
+        raise InputError(
             f"manifest {source} uses reserved column name(s) {bad}: rename them "
             f"(reserved: {', '.join(sorted(RESERVED_COLUMNS))})"
         )
@@ -117,7 +117,7 @@ def _read_manifest(source: str) -> pd.DataFrame:
     df["path"] = [absolute(p) for p in df["path"]]
     dup = df["path"][df["path"].duplicated()]
     if len(dup):
-        raise SourceError(
+        raise InputError(
             f"manifest {source} lists {len(dup)} file(s) more than once, e.g. {dup.iloc[0]}: "
             "give each file one row"
         )
@@ -137,7 +137,7 @@ def _expand(source: str) -> list[tuple[str, int, float]]:
                 out.append((prefix + m if prefix else m, int(info["size"]), _mtime(info)))
         return out
     if not fs.exists(path):
-        raise SourceError(f"source {source} does not exist: check the path")
+        raise InputError(f"source {source} does not exist: check the path")
     if fs.isdir(path):
         found = fs.find(path, detail=True)
         return [
@@ -206,12 +206,12 @@ def resolve_sources(sources: Sequence[str]) -> SourceSet:
 
     Raises
     ------
-    SourceError
+    InputError
         If a source does not exist, a manifest is malformed, files are not covered by a given
         manifest, identifiers repeat, or no image file is found at all.
     """
     if not sources:
-        raise SourceError("no sources given: name folders, globs, files or a CSV/Parquet manifest")
+        raise InputError("no sources given: name folders, globs, files or a CSV/Parquet manifest")
     manifests: list[pd.DataFrame] = []
     found: dict[str, tuple[int, float]] = {}
     for src in sources:
@@ -219,7 +219,7 @@ def resolve_sources(sources: Sequence[str]) -> SourceSet:
         if src.lower().endswith(_MANIFEST_SUFFIXES) and not _is_glob(src):
             fs, path, _ = _fs_for(src)
             if not fs.exists(path):
-                raise SourceError(f"manifest {src} does not exist: check the path")
+                raise InputError(f"manifest {src} does not exist: check the path")
             manifests.append(_read_manifest(src if "://" in src else path))
             continue
         for p, size, mtime in _expand(src):
@@ -230,11 +230,11 @@ def resolve_sources(sources: Sequence[str]) -> SourceSet:
         table = pd.concat(manifests, ignore_index=True)
         dup = table["path"][table["path"].duplicated()]
         if len(dup):
-            raise SourceError(f"{dup.iloc[0]} is listed by more than one manifest: list it once")
+            raise InputError(f"{dup.iloc[0]} is listed by more than one manifest: list it once")
         listed = set(table["path"])
         stray = sorted(set(found) - listed)
         if stray:
-            raise SourceError(
+            raise InputError(
                 f"{len(stray)} file(s) from the other sources are not in the manifest, e.g. "
                 f"{stray[0]}: add them to the manifest or leave those sources out"
             )
@@ -255,7 +255,7 @@ def resolve_sources(sources: Sequence[str]) -> SourceSet:
 
     if not files:
         looked = ", ".join(IMAGE_SUFFIXES)
-        raise SourceError(
+        raise InputError(
             f"no image files found in {', '.join(map(str, sources))} (looked for {looked}); "
             "check the paths or name the files explicitly"
         )
@@ -263,7 +263,7 @@ def resolve_sources(sources: Sequence[str]) -> SourceSet:
         ids = [str(v) for v in meta.pop("image_id")]
         dup_ids = pd.Series(ids)[pd.Series(ids).duplicated()]
         if len(dup_ids):
-            raise SourceError(
+            raise InputError(
                 f"the manifest's image_id column repeats {dup_ids.iloc[0]!r}: make ids unique"
             )
     else:

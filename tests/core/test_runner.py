@@ -14,7 +14,7 @@ from pipeline.core.manifest import load_manifest
 from pipeline.core.runner import run_job
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table
-from pipeline.errors import JobSpecError, SourceError, StageError
+from pipeline.errors import InputError, JobSpecError, StageError
 from tests.conftest import JOBS, make_folder, smooth_image, write_image
 
 SPEC = """\
@@ -106,7 +106,7 @@ def test_a_failing_stage_is_recorded_and_earlier_work_kept(
 
 
 def test_preflight_stops_before_any_work(client: Client, tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         run_job(_job(tmp_path), client=client)  # type: ignore[arg-type]
     assert not (tmp_path / "run").exists()
 

@@ -11,11 +11,17 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from pipeline.core.cluster_config import (
+    AddressClusterConfig,
+    LocalClusterConfig,
+    parse_cluster_config,
+)
 from pipeline.core.jobs import parse_job
 from pipeline.core.runner import run_job
-from pipeline.core.runtime import ClusterConfig, cluster_client
+from pipeline.core.runtime import cluster_client
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table
+from pipeline.errors import ClusterError
 from tests.conftest import make_folder
 
 
@@ -27,24 +33,31 @@ from tests.conftest import make_folder
         ({"address": "tls://h:1"}, "needs tls_ca_file, tls_cert and tls_key"),
         ({"address": "tcp://h:1", "tls_ca_file": "ca.pem"}, "not tls://"),
         ({"workers": 0}, "greater than or equal to 1"),
-        (
-            {
-                "address": "tls://h:1",
-                "tls_ca_file": "/no/ca",
-                "tls_cert": "/no/c",
-                "tls_key": "/no/k",
-            },
-            "does not exist",
-        ),
+        ({"kind": "kubernetes"}, "does not match any of the expected tags"),
     ],
 )
 def test_bad_cluster_configs_say_what_to_fix(config: dict[str, object], fragment: str) -> None:
     with pytest.raises(ValidationError, match=fragment):
-        ClusterConfig.model_validate(config)
+        parse_cluster_config(config)
+
+
+def test_tls_files_are_checked_when_connecting_not_when_parsing() -> None:
+    """A job written for a pod (certificates mounted there) validates on a laptop."""
+    config = parse_cluster_config(
+        {"address": "tls://h:1", "tls_ca_file": "/no/ca", "tls_cert": "/no/c", "tls_key": "/no/k"}
+    )
+    assert isinstance(config, AddressClusterConfig) and config.kind == "address"
+    with (
+        pytest.raises(ClusterError, match=r"cluster.tls_ca_file: TLS file /no/ca does not exist"),
+        cluster_client(config),
+    ):
+        pass
 
 
 def test_local_cluster_sized_as_asked_with_performance_report(tmp_path: Path) -> None:
-    cfg = ClusterConfig(workers=1, threads_per_worker=2, processes=False, dashboard_address=":0")
+    cfg = LocalClusterConfig(
+        workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
+    )
     report = tmp_path / "perf.html"
     with cluster_client(cfg, performance_report_path=str(report)) as client:
         info = client.scheduler_info()
@@ -153,7 +166,7 @@ def test_local_workers_keep_chunk_buffers_instead_of_refaulting_them(
     # (and a plain LocalCluster started earlier in the process leaves its 64 KiB there).
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    cfg = ClusterConfig(workers=1, threads_per_worker=1, dashboard_address=":0")
+    cfg = LocalClusterConfig(workers=1, threads_per_worker=1, dashboard_address=":0")
     with cluster_client(cfg) as client:
         environ = client.run(lambda: dict(os.environ))
     (worker_env,) = environ.values()
@@ -166,7 +179,7 @@ def test_a_malloc_threshold_set_in_the_environment_wins(monkeypatch: pytest.Monk
     import os
 
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1048576")
-    cfg = ClusterConfig(workers=1, threads_per_worker=1, dashboard_address=":0")
+    cfg = LocalClusterConfig(workers=1, threads_per_worker=1, dashboard_address=":0")
     with cluster_client(cfg) as client:
         environ = client.run(lambda: dict(os.environ))
     (worker_env,) = environ.values()

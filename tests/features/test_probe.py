@@ -21,8 +21,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
-from pipeline.core.tables import TABLES, read_table, write_table
+from pipeline.core.tables import read_table, table_schema, write_table
 from pipeline.errors import ParameterError, StoreError
 from pipeline.features.probe import (
     PROBE_COLUMNS,
@@ -98,7 +99,7 @@ def test_kshot_sets_have_k_per_class_and_one_test_split_per_seed(
     features = {"pixels": x, "noise": rng.standard_normal((len(y), 5))}
     table = probe_scores(features, y, shots=[2, 7, "all"], repeats=3, seed=10)
 
-    assert list(table.columns) == list(PROBE_COLUMNS) == list(TABLES["probe"].columns)
+    assert list(table.columns) == list(PROBE_COLUMNS) == list(table_schema("probe").columns)
     assert len(table) == 2 * 3 * 3
     assert set(table["seed"]) == {10, 11, 12}
     kshot = table[table["shots"] > 0]
@@ -355,7 +356,7 @@ def test_run_probe_writes_the_table_and_the_embedding_wins(
 ) -> None:
     params = ProbeParams(label_column="digit", shots=[5, 10, "all"], repeats=2)
     with caplog.at_level(logging.INFO, logger="pipeline.features.probe"):
-        counts = run_probe(digit_store, params, client, seed=7)
+        counts = run_probe(RunContext(digit_store, client, seed=7), params)
     assert counts == {"rows": N_DIGITS - 6 - 4, "classes": 10, "fits": 2 * 3 * 2}
     table = read_table(digit_store, "probe")
     assert list(table.columns) == list(PROBE_COLUMNS) and len(table) == 12
@@ -407,12 +408,12 @@ def test_bad_stage_input_raises_before_anything_is_written(
     digit_store.remove("tables/probe.parquet")
     params = ProbeParams(**{"label_column": "digit", **fields})
     with pytest.raises(error, match=match):
-        run_probe(digit_store, params, None)
+        run_probe(RunContext(digit_store, None), params)
     assert not digit_store.exists("tables/probe.parquet")
 
 
 def test_a_store_without_embeddings_names_the_embed_stage(tmp_path: Path) -> None:
     store = _store(tmp_path / "run", {"reduced": np.zeros((4, 2))}, [0, 1, 0, 1])
     with pytest.raises(StoreError, match=r"'embeddings' is not in .*run the `embed` stage"):
-        run_probe(store, ProbeParams(label_column="digit"), None)
+        run_probe(RunContext(store, None), ProbeParams(label_column="digit"))
     assert not store.exists("tables/probe.parquet")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.errors import SourceError
+from pipeline.errors import InputError
 from pipeline.io.inputs import resolve_sources
 from tests.conftest import make_folder
 
@@ -99,5 +99,5 @@ def test_bad_sources_name_the_problem(
     }
     if setup in frames:
         frames[setup].to_csv(tmp_path / "m.csv", index=False)
-    with pytest.raises(SourceError, match=message):
+    with pytest.raises(InputError, match=message):
         resolve_sources(sources)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.store import RunStore
-from pipeline.core.tables import TABLES, read_table, write_table
+from pipeline.core.tables import read_table, table_schema, write_table
 from pipeline.features.matrix import FeatureMatrix
 
 __all__ = ["write_cluster_labels", "write_cluster_metrics"]
@@ -45,7 +45,7 @@ def write_cluster_labels(
 
 def write_cluster_metrics(store: RunStore, row: Mapping[str, Any]) -> None:
     """Replace the row of ``row["method"]`` in ``tables/cluster_metrics.parquet``."""
-    new = {c: row.get(c, math.nan) for c in TABLES["cluster_metrics"].columns}
+    new = {c: row.get(c, math.nan) for c in table_schema("cluster_metrics").columns}
     table = pd.DataFrame([new])
     if store.exists("tables/cluster_metrics.parquet"):
         old = read_table(store, "cluster_metrics")

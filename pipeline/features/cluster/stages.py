@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import dask.array as da
 import numpy as np
 import pandas as pd
 from distributed import Client
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.core.artifacts import save_arrays
-from pipeline.core.progress import ProgressFn, no_progress
+from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table, write_table
 from pipeline.features.cluster.assign import assign_nearest, fit_sample
 from pipeline.features.cluster.density import choose_eps, dbscan_sweep, fit_dbscan
-from pipeline.features.cluster.hierarchy import Linkage, fit_agglomerative
+from pipeline.features.cluster.hierarchy import fit_agglomerative
 from pipeline.features.cluster.kmeans import fit_kmeans, kmeans_elbow, predict_kmeans
 from pipeline.features.cluster.metrics import agreement_scores, internal_scores
 from pipeline.features.cluster.results import write_cluster_labels, write_cluster_metrics
@@ -36,12 +35,14 @@ from pipeline.features.cluster.som import (
     train_minisom,
     winners,
 )
-from pipeline.features.matrix import (
-    FeatureMatrix,
-    RowSelection,
-    compute_rows,
-    open_matrix,
-    row_labels,
+from pipeline.features.matrix import FeatureMatrix, compute_rows, open_matrix, place, row_labels
+from pipeline.features.spec import (
+    AgglomerativeParams,
+    ClusterInput,
+    DBSCANParams,
+    KMeansParams,
+    Linkage,
+    SOMParams,
 )
 
 __all__ = [
@@ -61,132 +62,6 @@ log = logging.getLogger(__name__)
 _SCORE_MAX_BYTES = 1 << 30
 
 
-class ClusterInput(BaseModel):
-    """What every cluster stage reads and how it is scored.
-
-    Attributes
-    ----------
-    input : str
-        Store array to cluster, ``image`` first (``reduced``: PCA components).
-    rows : {"kept", "all"}
-        ``kept``: the images the catalog kept (all rows when there is no catalog).
-    label_column : str, optional
-        A known class per image (a column of the ``images``, ``catalog`` or ``sources``
-        table) to report ARI and NMI against.
-    silhouette_sample : int
-        Above this many rows the silhouette uses a seeded sample of this size.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input: str = "reduced"
-    rows: RowSelection = "kept"
-    label_column: str | None = None
-    silhouette_sample: int = Field(10_000, ge=10)
-
-
-class KMeansParams(ClusterInput):
-    """Parameters of the ``kmeans`` stage (defaults from the k-means lab, seed 003).
-
-    ``k`` unset: fit every k in ``k_range`` (inclusive) and take the elbow (kneed's Kneedle).
-    """
-
-    k: int | None = Field(None, ge=1)
-    k_range: tuple[int, int] = (1, 10)
-    n_init: int = Field(3, ge=1)
-    max_iter: int = Field(300, ge=1)
-    tol: float = Field(1e-4, ge=0)
-    init_sample: int = Field(100_000, ge=10)
-    sensitivity: float = Field(1.0, gt=0, description="Kneedle's S")
-
-    @model_validator(mode="after")
-    def _range(self) -> KMeansParams:
-        lo, hi = self.k_range
-        if not 1 <= lo < hi:
-            raise ValueError(
-                f"k_range {list(self.k_range)}: expected [low, high] with 1 <= low < high"
-            )
-        return self
-
-
-class SampledFit(ClusterInput):
-    """Shared by the quadratic methods: above ``max_fit_size`` rows, fit on a seeded sample
-    and assign the rest to the nearest fitted cluster."""
-
-    max_fit_size: int = Field(10_000, ge=10)
-
-
-class DBSCANParams(SampledFit):
-    """Parameters of the ``dbscan`` stage (defaults from the galaxy notebook, seed 000).
-
-    ``eps`` unset: sweep ``eps_range`` = [start, stop) by ``eps_step`` in parallel and take
-    the eps with the best silhouette among those with at least ``min_clusters`` clusters and
-    at most ``max_noise`` of the rows as noise.
-    """
-
-    eps: float | None = Field(None, gt=0)
-    eps_range: tuple[float, float] = (0.5, 10.0)
-    eps_step: float = Field(0.05, gt=0)
-    min_samples: int = Field(4, ge=1)
-    min_clusters: int = Field(3, ge=1)
-    max_noise: float = Field(0.25, ge=0, le=1, description="largest noise share the rule accepts")
-
-    def eps_values(self) -> list[float]:
-        """The swept eps values."""
-        lo, hi = self.eps_range
-        return [float(v) for v in np.round(np.arange(lo, hi, self.eps_step), 10)]
-
-
-class AgglomerativeParams(SampledFit):
-    """Parameters of the ``agglomerative`` stage (notebook: Ward, distance threshold 100).
-
-    Give ``n_clusters`` to cut the tree at a number of clusters instead of a distance.
-    """
-
-    linkage: Linkage = "ward"
-    n_clusters: int | None = Field(None, ge=1)
-    distance_threshold: float | None = Field(100.0, gt=0)
-
-    @model_validator(mode="after")
-    def _one_cut(self) -> AgglomerativeParams:
-        if self.n_clusters is not None and "distance_threshold" not in self.model_fields_set:
-            object.__setattr__(self, "distance_threshold", None)
-        if (self.n_clusters is None) == (self.distance_threshold is None):
-            raise ValueError("give exactly one of n_clusters and distance_threshold")
-        return self
-
-
-class SOMParams(SampledFit):
-    """Parameters of the ``som`` stage (defaults from the galaxy notebook, seed 000).
-
-    The map has ``int(10*sqrt(n))`` nodes per side (the notebook's size) up to ``max_side``,
-    or ``side``. Up to ``minisom_max_rows`` rows MiniSom trains it as the notebook does; above,
-    a batch SOM whose updates are per-chunk sums combined across the workers. The winners'
-    grid cells are then clustered with agglomerative clustering (notebook: average linkage,
-    distance threshold 100).
-    """
-
-    method: Literal["auto", "minisom", "batch"] = "auto"
-    side: int | None = Field(None, ge=2)
-    max_side: int = Field(100, ge=2)
-    sigma: float = Field(50.0, gt=0)
-    learning_rate: float = Field(0.1, gt=0)
-    iterations: int = Field(1000, ge=1)
-    epochs: int = Field(10, ge=1)
-    minisom_max_rows: int = Field(50_000, ge=1)
-    cluster_linkage: Linkage = "average"
-    cluster_threshold: float | None = Field(100.0, gt=0)
-    cluster_n: int | None = Field(None, ge=1)
-
-    @model_validator(mode="after")
-    def _one_cut(self) -> SOMParams:
-        if self.cluster_n is not None and "cluster_threshold" not in self.model_fields_set:
-            object.__setattr__(self, "cluster_threshold", None)
-        if (self.cluster_n is None) == (self.cluster_threshold is None):
-            raise ValueError("give exactly one of cluster_n and cluster_threshold")
-        return self
-
-
 # -- shared steps -------------------------------------------------------------------------
 
 
@@ -202,11 +77,18 @@ def _scoring_features(
     return compute_rows(m.data[rows], client), rows
 
 
-def _open(store: RunStore, params: ClusterInput) -> tuple[FeatureMatrix, np.ndarray | None]:
-    """The feature matrix and the known labels, both checked before any clustering runs."""
+def _open(
+    store: RunStore, params: ClusterInput, client: Client | None
+) -> tuple[FeatureMatrix, np.ndarray | None]:
+    """The feature matrix, where the stage's passes read it (:func:`place`), and the known
+    labels; both are checked before any clustering runs."""
     m = open_matrix(store, params.input, params.rows)
-    truth = row_labels(store, params.label_column, m.positions) if params.label_column else None
-    return m, truth
+    truth = (
+        row_labels(store, params.label_column, m.positions, m.n_total)
+        if params.label_column
+        else None
+    )
+    return place(m, client), truth
 
 
 def _finish(
@@ -285,21 +167,15 @@ def _write_elbow(store: RunStore, name: str, rows: pd.DataFrame | None) -> None:
 # -- the stages ---------------------------------------------------------------------------
 
 
-def run_kmeans(
-    store: RunStore,
-    params: KMeansParams,
-    client: Client | None,
-    *,
-    seed: int = 0,
-    name: str = "kmeans",
-) -> dict[str, int]:
+def run_kmeans(ctx: RunContext, params: KMeansParams) -> dict[str, int]:
     """k-means on the store's feature matrix, with k from the elbow unless ``params.k``.
 
-    Writes the ``kmeans`` column of ``tables/clusters.parquet``, ``tables/elbow.parquet``
-    (elbow search only), ``models/kmeans.npz`` (centres, for :func:`predict_kmeans`) and the
-    metrics row.
+    Writes the step's column of ``tables/clusters.parquet`` (``kmeans`` by default), its rows
+    of ``tables/elbow.parquet`` (elbow search only), ``models/<step>.npz`` (centres, for
+    :func:`predict_kmeans`) and its metrics row.
     """
-    m, truth = _open(store, params)
+    store, client, seed, name = ctx.store, ctx.client, ctx.seed, ctx.step_name("kmeans")
+    m, truth = _open(store, params, client)
     opts: dict[str, Any] = {
         "n_init": params.n_init,
         "max_iter": params.max_iter,
@@ -351,21 +227,15 @@ def run_kmeans(
     )
 
 
-def run_dbscan(
-    store: RunStore,
-    params: DBSCANParams,
-    client: Client | None,
-    *,
-    seed: int = 0,
-    progress: ProgressFn = no_progress,
-    name: str = "dbscan",
-) -> dict[str, int]:
+def run_dbscan(ctx: RunContext, params: DBSCANParams) -> dict[str, int]:
     """DBSCAN on the store's feature matrix, eps from the sweep unless ``params.eps``.
 
-    Writes the ``dbscan`` column, ``tables/dbscan_sweep.parquet`` (sweep only) and the
-    metrics row.
+    Writes the step's column (``dbscan`` by default), ``tables/dbscan_sweep.parquet`` (sweep
+    only) and its metrics row.
     """
-    m, truth = _open(store, params)
+    store, client, seed, name = ctx.store, ctx.client, ctx.seed, ctx.step_name("dbscan")
+    progress = ctx.progress
+    m, truth = _open(store, params, client)
     sample = fit_sample(m.data, params.max_fit_size, seed, client)
     if params.eps is None:
         sweep = dbscan_sweep(
@@ -429,17 +299,13 @@ def _agglomerate(
     return _sample_fit_labels(sample.rows, fit.labels, assigned, client), len(sample.rows)
 
 
-def run_agglomerative(
-    store: RunStore,
-    params: AgglomerativeParams,
-    client: Client | None,
-    *,
-    seed: int = 0,
-    name: str = "agglomerative",
-) -> dict[str, int]:
+def run_agglomerative(ctx: RunContext, params: AgglomerativeParams) -> dict[str, int]:
     """Agglomerative clustering of the store's feature matrix (sample-then-assign above
-    ``max_fit_size`` rows). Writes the ``agglomerative`` column and the metrics row."""
-    m, truth = _open(store, params)
+    ``max_fit_size`` rows). Writes the step's column (``agglomerative`` by default) and its
+    metrics row."""
+    store, client, seed = ctx.store, ctx.client, ctx.seed
+    name = ctx.step_name("agglomerative")
+    m, truth = _open(store, params, client)
     labels, fit_size = _agglomerate(
         m.data,
         max_fit_size=params.max_fit_size,
@@ -471,14 +337,7 @@ def run_agglomerative(
     )
 
 
-def run_som(
-    store: RunStore,
-    params: SOMParams,
-    client: Client | None,
-    *,
-    seed: int = 0,
-    name: str = "som",
-) -> dict[str, int]:
+def run_som(ctx: RunContext, params: SOMParams) -> dict[str, int]:
     """A self-organising map of the store's feature matrix, then agglomerative clustering of
     each row's winning grid cell, as the galaxy notebook does.
 
@@ -486,7 +345,8 @@ def run_som(
     U-matrix) and the metrics row (scored on the winners' grid coordinates, the space that
     was clustered).
     """
-    m, truth = _open(store, params)
+    store, client, seed, name = ctx.store, ctx.client, ctx.seed, ctx.step_name("som")
+    m, truth = _open(store, params, client)
     shape = grid_shape(m.n_rows, params.side, params.max_side)
     method = params.method
     if method == "auto":

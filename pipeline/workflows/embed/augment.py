@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.errors import ParameterError
+from pipeline.workflows.embed.spec import AugmentParams
 
 __all__ = ["CROP_ATTEMPTS", "AugmentParams", "augment_batch", "crop_boxes"]
 
@@ -39,67 +39,6 @@ CROP_ATTEMPTS = 10
 # A crop more than this many times larger than the output (per side) is first shrunk with an
 # antialiased resize of the whole batch: bilinear sampling alone would skip pixels (aliasing).
 _PRESHRINK = 2.0
-
-
-class AugmentParams(BaseModel):
-    """Which augmentations :func:`augment_batch` applies, and how strongly.
-
-    Defaults follow SimCLR's (Chen et al. 2020, appendix A) with a milder crop (area fraction
-    0.5-1 rather than 0.08-1: scientific images are often centred on one object) and
-    right-angle rotations; galaxy jobs switch ``rot90`` off when their cutouts are aligned.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    crop: bool = Field(True, description="random resized crop")
-    crop_scale: tuple[float, float] = Field(
-        (0.5, 1.0), description="range of the crop's area, fraction of the image (0, 1]"
-    )
-    crop_ratio: tuple[float, float] = Field(
-        (3 / 4, 4 / 3), description="range of the crop's width / height (log-uniform)"
-    )
-    hflip: bool = Field(True, description="mirror left-right with probability 0.5")
-    vflip: bool = Field(True, description="mirror top-bottom with probability 0.5")
-    rot90: bool = Field(True, description="rotate by a uniformly random multiple of 90 deg")
-    blur: bool = Field(True, description="Gaussian blur")
-    blur_sigma: tuple[float, float] = Field(
-        (0.1, 2.0), description="range of the blur's sigma (px of the output)"
-    )
-    blur_prob: float = Field(0.5, ge=0, le=1, description="probability an image is blurred")
-    brightness: float = Field(
-        0.4, ge=0, description="add an offset uniform in [-b, b] (std units; 0: off)"
-    )
-    contrast: float = Field(
-        0.4, ge=0, le=1, description="scale about the mean by [1 - c, 1 + c] (0: off)"
-    )
-
-    @field_validator("crop_scale")
-    @classmethod
-    def _scale(cls, value: tuple[float, float]) -> tuple[float, float]:
-        lo, hi = value
-        if not 0 < lo <= hi <= 1:
-            raise ValueError(
-                f"crop_scale must satisfy 0 < lo <= hi <= 1 (area fractions), got {value}; "
-                "e.g. (0.5, 1.0)"
-            )
-        return value
-
-    @field_validator("crop_ratio", "blur_sigma")
-    @classmethod
-    def _positive_range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        lo, hi = value
-        if not (0 < lo <= hi and math.isfinite(hi)):
-            raise ValueError(
-                f"range must satisfy 0 < lo <= hi < inf, got {value}; e.g. (0.75, 1.333) "
-                "for crop_ratio, (0.1, 2.0) for blur_sigma"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _finite(self) -> AugmentParams:
-        if not math.isfinite(self.brightness):
-            raise ValueError(f"brightness must be finite, got {self.brightness}; e.g. 0.4")
-        return self
 
 
 def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:

@@ -30,6 +30,7 @@ from pipeline.workflows.embed.models import (
     build_encoder,
     encoder_state_dict,
 )
+from pipeline.workflows.embed.spec import EncoderOutputs, encoder_outputs
 
 __all__ = [
     "LATEST",
@@ -48,9 +49,9 @@ log = logging.getLogger(__name__)
 
 #: Format tag stored in every checkpoint, checked on load.
 FORMAT = "pipeline.simclr/1"
-#: Pointer to the latest checkpoint of the ``train_encoder`` stage, relative to the store.
-LATEST = "models/encoder.json"
-_PREFIX = "encoder-"
+#: Pointer to the latest checkpoint of the step ``train_encoder``, relative to the store
+#: (another step's is :func:`~pipeline.workflows.embed.spec.encoder_outputs`' ``pointer``).
+LATEST = encoder_outputs("train_encoder").pointer
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,9 @@ class Checkpoint:
     source: str
 
 
-def checkpoint_name(digest: str) -> str:
-    """File name of a checkpoint with sha256 ``digest``."""
-    return f"{_PREFIX}{digest[:16]}.pt"
+def checkpoint_name(digest: str, prefix: str = "encoder") -> str:
+    """File name of a checkpoint with sha256 ``digest``: ``<prefix>-<16 hex>.pt``."""
+    return f"{prefix}-{digest[:16]}.pt"
 
 
 def _to_bytes(payload: Mapping[str, Any]) -> bytes:
@@ -125,8 +126,9 @@ def save_checkpoint(
     train_key: str,
     optimizer: Mapping[str, Any] | None = None,
     keep: int = 1,
+    outputs: EncoderOutputs | None = None,
 ) -> str:
-    """Write a checkpoint under ``models/`` and point ``models/encoder.json`` at it.
+    """Write a checkpoint under ``models/`` and point the step's pointer file at it.
 
     Parameters
     ----------
@@ -143,6 +145,9 @@ def save_checkpoint(
     keep : int
         How many of this run's checkpoints to keep (older ones are deleted after the new one
         and the pointer are written, so a crash never leaves no checkpoint).
+    outputs : EncoderOutputs, optional
+        The training step's pointer and file prefix (default: the step ``train_encoder``'s,
+        ``models/encoder.json`` and ``encoder-<hash>.pt``).
 
     Returns
     -------
@@ -160,17 +165,18 @@ def save_checkpoint(
             "optimizer": _cpu(dict(optimizer or {})),
         }
     )
+    out = outputs or encoder_outputs("train_encoder")
     digest = hashlib.sha256(data).hexdigest()
-    name = checkpoint_name(digest)
+    name = checkpoint_name(digest, out.prefix)
     store.write_bytes(f"models/{name}", data)
     history: list[str] = []
-    if store.exists(LATEST):
-        old = store.read_json(LATEST)
+    if store.exists(out.pointer):
+        old = store.read_json(out.pointer)
         if old.get("train_key") == train_key:
             history = [h for h in old.get("history", []) if h != name]
     history.append(name)
     store.write_json(
-        LATEST,
+        out.pointer,
         {
             "checkpoint": name,
             "digest": digest,
@@ -197,16 +203,20 @@ def _cpu(obj: Any) -> Any:
     return obj
 
 
-def resolve_checkpoint(store: RunStore, checkpoint: str | None) -> tuple[str, dict[str, Any]]:
+def resolve_checkpoint(
+    store: RunStore, checkpoint: str | None, encoder: str = "train_encoder"
+) -> tuple[str, dict[str, Any]]:
     """Find the checkpoint file an ``embed`` run should use, without reading it.
 
     Parameters
     ----------
     store : RunStore
     checkpoint : str or None
-        None: the latest one the ``train_encoder`` stage wrote (``models/encoder.json``). A
-        bare file name (``encoder-….pt``): that file under the store's ``models/``. Otherwise
-        an absolute path or fsspec URL.
+        None: the latest one the ``encoder`` step wrote (for ``train_encoder``:
+        ``models/encoder.json``). A bare file name (``encoder-….pt``): that file under the
+        store's ``models/``. Otherwise an absolute path or fsspec URL.
+    encoder : str
+        The ``train_encoder`` step whose latest checkpoint ``checkpoint=None`` means.
 
     Returns
     -------
@@ -221,12 +231,14 @@ def resolve_checkpoint(store: RunStore, checkpoint: str | None) -> tuple[str, di
         If there is no such file.
     """
     if checkpoint is None:
-        if not store.exists(LATEST):
+        pointer = encoder_outputs(encoder).pointer
+        if not store.exists(pointer):
             raise CheckpointError(
-                f"no encoder checkpoint in {store.path('models')}: run the `train_encoder` "
-                "stage first, or give `checkpoint:` (a file name under models/, a path or a URL)"
+                f"no encoder checkpoint of step {encoder!r} in {store.path('models')} (no "
+                f"{pointer}): run the `train_encoder` stage first (as step {encoder!r}), or give "
+                "`checkpoint:` (a file name under models/, a path or a URL)"
             )
-        checkpoint = str(store.read_json(LATEST)["checkpoint"])
+        checkpoint = str(store.read_json(pointer)["checkpoint"])
     if "/" not in checkpoint and "\\" not in checkpoint:
         rel = f"models/{checkpoint}"
         if not store.exists(rel):
@@ -275,7 +287,7 @@ def inspect_checkpoint(
 def _listing(store: RunStore) -> str:
     if not store.exists("models"):
         return "none"
-    names = sorted(p.rsplit("/", 1)[-1] for p in store.fs.ls(store._fs_path("models")))
+    names = store.listdir("models")
     pts = [n for n in names if n.endswith(".pt")]
     return ", ".join(pts) or "none"
 

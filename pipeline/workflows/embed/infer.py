@@ -19,15 +19,14 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import xarray as xr
-from distributed import Client
-from pydantic import BaseModel, ConfigDict, Field
 from zarr.codecs import ZstdCodec
 
 from pipeline.compute.dispatch import gpu_workers, task_bounds, task_resources
-from pipeline.core.progress import ProgressFn, gather_with_progress, no_progress
+from pipeline.core.context import RunContext
+from pipeline.core.progress import gather_with_progress
 from pipeline.core.store import RunStore
 from pipeline.errors import CheckpointError
-from pipeline.features.matrix import RowSelection, open_matrix
+from pipeline.features.matrix import open_matrix
 from pipeline.workflows.embed.checkpoint import (
     CheckpointRef,
     inspect_checkpoint,
@@ -35,50 +34,18 @@ from pipeline.workflows.embed.checkpoint import (
 )
 from pipeline.workflows.embed.data import image_array
 from pipeline.workflows.embed.models import EncoderConfig
+from pipeline.workflows.embed.spec import EmbedParams, embed_outputs
 from pipeline.workflows.embed.worker import EncoderPlugin, embed_rows, pick_device, plugin_name
 
 __all__ = ["EMBEDDINGS", "EmbedParams", "run_embed"]
 
 log = logging.getLogger(__name__)
 
-#: The array the stage writes, ``(image, feature)``.
-EMBEDDINGS = "embeddings"
-#: Where the stage records which checkpoint made the embeddings and where tasks ran.
-EMBED_RECORD = "models/embed.json"
-
-
-class EmbedParams(BaseModel):
-    """Parameters of the ``embed`` stage.
-
-    Attributes
-    ----------
-    input : str
-        Image array to embed, ``(image, y, x[, channel])`` (``cutouts``, ``images``).
-    rows : {"kept", "all"}
-        ``kept``: the images the catalog kept; the other rows of ``embeddings`` are NaN.
-    checkpoint : str, optional
-        Unset: the latest checkpoint of ``train_encoder``. Else a file name under the store's
-        ``models/``, a path or an fsspec URL that every worker can read.
-    batch_size : int
-        Images per forward pass.
-    task_rows : int
-        Rows per task (rounded to whole chunks of ``input``): larger tasks amortise more,
-        smaller ones balance better across workers.
-    device : str
-        ``auto`` (CUDA where the worker has it, else CPU), ``cpu`` or ``cuda[:N]``.
-    amp : bool
-        Mixed precision (autocast) on CUDA; CPU always computes in float32.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input: str = "cutouts"
-    rows: RowSelection = "kept"
-    checkpoint: str | None = None
-    batch_size: int = Field(256, ge=1)
-    task_rows: int = Field(1024, ge=1)
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    amp: bool = True
+#: The array the step ``embed`` writes, ``(image, feature)`` (another step's is named after it:
+#: :func:`~pipeline.workflows.embed.spec.embed_outputs`).
+EMBEDDINGS = embed_outputs("embed").array
+#: Where the step ``embed`` records which checkpoint made the embeddings and where tasks ran.
+EMBED_RECORD = embed_outputs("embed").record
 
 
 def _check_fits(config: EncoderConfig, channels: int, source: str, name: str) -> None:
@@ -89,17 +56,19 @@ def _check_fits(config: EncoderConfig, channels: int, source: str, name: str) ->
         )
 
 
-def run_embed(
-    store: RunStore,
-    params: EmbedParams,
-    client: Client,
-    *,
-    progress: ProgressFn = no_progress,
-) -> dict[str, int]:
-    """Embed the images of ``params.input`` with a checkpoint's encoder into ``embeddings``.
+def run_embed(ctx: RunContext, params: EmbedParams) -> dict[str, int]:
+    """Embed the images of ``params.input`` with a checkpoint's encoder.
 
-    Everything is checked (the array, the checkpoint, read and loaded on a worker) before the
-    old ``embeddings`` are replaced, so a bad checkpoint loses nothing.
+    The features go to the step's array (``embeddings`` for the step ``embed``). Everything
+    is checked (the array, the checkpoint, read and loaded on a worker) before the old
+    array is replaced, so a bad checkpoint loses nothing.
+
+    Parameters
+    ----------
+    ctx : RunContext
+        ``ctx.client`` must be a distributed client; ``ctx.step`` names the outputs;
+        ``ctx.progress`` receives ``("embed", done, total)``.
+    params : EmbedParams
 
     Returns
     -------
@@ -113,9 +82,12 @@ def run_embed(
     StoreError
         Missing input array.
     """
+    store, progress = ctx.store, ctx.progress
+    client = ctx.require_client("embed")
+    out = embed_outputs(ctx.step_name("embed"))
     channels, shape, chunk_rows = image_array(store, params.input, "embed")
     positions = open_matrix(store, params.input, params.rows).positions
-    url, options = resolve_checkpoint(store, params.checkpoint)
+    url, options = resolve_checkpoint(store, params.checkpoint, params.encoder)
     workers = client.scheduler_info(n_workers=-1)["workers"]
     resources = task_resources(workers)
     # Checked where the tasks will run (a GPU worker if any), before anything is replaced.
@@ -127,21 +99,21 @@ def run_embed(
     keep[positions] = True
 
     d = config.feature_dim
-    store.reset_task("embed", [EMBEDDINGS, "feature"])
+    store.reset_task(ctx.step_name("embed"), [out.array, out.dim])
     per_chunk = chunk_rows[0]
     template = xr.Dataset(
         {
-            EMBEDDINGS: (
-                ("image", "feature"),
+            out.array: (
+                ("image", out.dim),
                 da.zeros((shape[0], d), chunks=(per_chunk, d), dtype=np.float32),
             )
         },
-        coords={"feature": np.arange(d)},
+        coords={out.dim: np.arange(d)},
     )
-    template[EMBEDDINGS].attrs["description"] = (
+    template[out.array].attrs["description"] = (
         f"encoder features of {params.input!r} (float32); NaN for images not embedded"
     )
-    encoding = {EMBEDDINGS: {"chunks": (per_chunk, d), "compressors": [ZstdCodec(level=1)]}}
+    encoding = {out.array: {"chunks": (per_chunk, d), "compressors": [ZstdCodec(level=1)]}}
     store.write_template(template, encoding, mode="a")
 
     name = plugin_name(ref)
@@ -164,7 +136,7 @@ def run_embed(
                 store.url,
                 dict(store.storage_options),
                 params.input,
-                EMBEDDINGS,
+                out.array,
                 start,
                 stop,
                 keep[start:stop],
@@ -180,7 +152,7 @@ def run_embed(
     finally:
         client.unregister_worker_plugin(name)
     seconds = time.perf_counter() - t0
-    _record(store, params, ref, config, reports, seconds)
+    _record(store, out.record, params, ref, config, reports, seconds)
     n = int(keep.sum())
     gpu_tasks = sum(1 for r in reports if r["device"].startswith("cuda"))
     log.info("embed: %d image(s) in %.1f s (%.1f images/s)", n, seconds, n / max(seconds, 1e-9))
@@ -196,13 +168,15 @@ def _preflight(
 
 def _record(
     store: RunStore,
+    record: str,
     params: EmbedParams,
     ref: CheckpointRef,
     config: EncoderConfig,
     reports: list[dict[str, Any]],
     seconds: float,
 ) -> None:
-    """``models/embed.json``: the checkpoint used and, per worker, tasks, device and loads."""
+    """The step's record (``models/embed.json``): the checkpoint used and, per worker, tasks,
+    device and loads."""
     per_worker: dict[str, dict[str, Any]] = {}
     for r in reports:
         w = per_worker.setdefault(r["worker"], {"tasks": 0, "rows": 0, "loads": 0, "device": ""})
@@ -212,7 +186,7 @@ def _record(
         w["device"] = r["device"]
     devices = Counter(r["device"] for r in reports)
     store.write_json(
-        EMBED_RECORD,
+        record,
         {
             "checkpoint": ref.url,
             "digest": ref.digest,

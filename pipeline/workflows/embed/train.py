@@ -19,27 +19,21 @@ import queue
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from distributed import Client, get_worker
-from pydantic import BaseModel, ConfigDict, Field
+from distributed import get_worker
 
 from pipeline.compute.dispatch import task_resources, training_worker
-from pipeline.core.progress import ProgressFn, no_progress
+from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore, config_key
 from pipeline.core.tables import write_table
 from pipeline.errors import ParameterError
-from pipeline.features.matrix import RowSelection, open_matrix
-from pipeline.workflows.embed.augment import AugmentParams, augment_batch
-from pipeline.workflows.embed.checkpoint import (
-    LATEST,
-    CheckpointRef,
-    load_checkpoint,
-    save_checkpoint,
-)
+from pipeline.features.matrix import open_matrix
+from pipeline.workflows.embed.augment import augment_batch
+from pipeline.workflows.embed.checkpoint import CheckpointRef, load_checkpoint, save_checkpoint
 from pipeline.workflows.embed.data import (
     ChunkSource,
     epoch_batches,
@@ -50,68 +44,17 @@ from pipeline.workflows.embed.data import (
 from pipeline.workflows.embed.inputs import to_tensor
 from pipeline.workflows.embed.loss import nt_xent
 from pipeline.workflows.embed.models import EncoderConfig, build_simclr
+from pipeline.workflows.embed.spec import EncoderOutputs, TrainEncoderParams, encoder_outputs
 from pipeline.workflows.embed.worker import amp_dtype, pick_device
 
 __all__ = ["LOSS_CSV", "TrainEncoderParams", "run_train_encoder", "train_simclr"]
 
 log = logging.getLogger(__name__)
 
-#: Per-epoch loss, appended as training goes (the ``training_loss`` table holds the same).
-LOSS_CSV = "models/training_loss.csv"
+#: Per-epoch loss of the step ``train_encoder``, appended as training goes (the
+#: ``training_loss`` table holds the same; other steps: ``encoder_outputs(step).loss_csv``).
+LOSS_CSV = encoder_outputs("train_encoder").loss_csv
 _LOSS_COLUMNS = ["epoch", "loss", "lr", "images", "seconds", "device", "checkpoint"]
-
-
-class TrainEncoderParams(BaseModel):
-    """Parameters of the ``train_encoder`` stage (SimCLR, seed 001 section 6.1).
-
-    Attributes
-    ----------
-    input : str
-        Image array, ``(image, y, x[, channel])``.
-    rows : {"kept", "all"}
-    arch : {"resnet18", "resnet_small"}
-        ``resnet_small`` (16-128 channels, one block per stage) trains on a CPU in minutes.
-    input_size : int
-        Views are cropped and resized to this square size (>= 64).
-    projection_dim : int
-        Width of the projection head's output, where the loss is taken.
-    epochs, batch_size : int
-    lr, weight_decay : float
-        AdamW, with the learning rate following a cosine from ``lr`` to 0 over all steps.
-    temperature : float
-        NT-Xent temperature.
-    augment : AugmentParams
-        The views' augmentations (switch ``rot90`` off for aligned galaxy cutouts).
-    device : str
-        ``auto``, ``cpu`` or ``cuda[:N]``.
-    amp : bool
-        Mixed precision on CUDA (with ``channels_last``).
-    checkpoint_every : int
-        Save after every this many epochs (and after the last).
-    resume : bool
-        Continue from the last checkpoint of a run with the same configuration.
-    threads : int, optional
-        CPU threads for torch (default: the threads of the training worker's host).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input: str = "cutouts"
-    rows: RowSelection = "kept"
-    arch: Literal["resnet18", "resnet_small"] = "resnet18"
-    input_size: int = Field(128, ge=64)
-    projection_dim: int = Field(128, ge=1)
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(256, ge=2)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-6, ge=0)
-    temperature: float = Field(0.5, gt=0)
-    augment: AugmentParams = Field(default_factory=AugmentParams)
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    amp: bool = True
-    checkpoint_every: int = Field(1, ge=1)
-    resume: bool = True
-    threads: int | None = Field(None, ge=1)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -122,21 +65,23 @@ def _cosine_lr(base: float, step: int, total: int) -> float:
     return 0.5 * base * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
-def _loss_rows(store: RunStore, upto: int) -> list[dict[str, Any]]:
-    if not store.exists(LOSS_CSV):
+def _loss_rows(store: RunStore, out: EncoderOutputs, upto: int) -> list[dict[str, Any]]:
+    if not store.exists(out.loss_csv):
         return []
     # round_trip: pandas' default float parser can be 1 ulp off what to_csv wrote, and the
     # losses of a resumed run must equal those of an uninterrupted one.
     old = pd.read_csv(
-        io.BytesIO(store.read_bytes(LOSS_CSV)), keep_default_na=False, float_precision="round_trip"
+        io.BytesIO(store.read_bytes(out.loss_csv)),
+        keep_default_na=False,
+        float_precision="round_trip",
     )
     return [{str(k): v for k, v in r.items()} for r in old.to_dict("records") if r["epoch"] <= upto]
 
 
-def _write_loss(store: RunStore, rows: list[dict[str, Any]]) -> None:
+def _write_loss(store: RunStore, out: EncoderOutputs, rows: list[dict[str, Any]]) -> None:
     df = pd.DataFrame(rows, columns=_LOSS_COLUMNS)
-    store.write_bytes(LOSS_CSV, df.to_csv(index=False).encode())
-    write_table(store, "training_loss", df)
+    store.write_bytes(out.loss_csv, df.to_csv(index=False).encode())
+    write_table(store, out.table, df, schema="training_loss")
 
 
 def train_simclr(
@@ -151,6 +96,7 @@ def train_simclr(
     threads: int,
     resume: bool,
     report: Callable[[dict[str, Any]], None] | None = None,
+    outputs: EncoderOutputs | None = None,
 ) -> dict[str, Any]:
     """Train a SimCLR model on the kept rows of ``params.input`` (runs on a worker).
 
@@ -173,6 +119,8 @@ def train_simclr(
         Continue from the latest matching checkpoint when there is one.
     report : callable, optional
         Called with each epoch's row (e.g. to publish progress to the client).
+    outputs : EncoderOutputs, optional
+        Where the step writes (default: the step ``train_encoder``'s names).
 
     Returns
     -------
@@ -181,14 +129,15 @@ def train_simclr(
         (file name under ``models/``), ``device``.
     """
     store = RunStore(store_url, storage_options)
+    out = outputs or encoder_outputs("train_encoder")
     device = pick_device(params.device)
     if device.type == "cpu":
         torch.set_num_threads(threads)
     model = build_simclr(config, seed=seed).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     start = 0
-    if resume and store.exists(LATEST):
-        pointer = store.read_json(LATEST)
+    if resume and store.exists(out.pointer):
+        pointer = store.read_json(out.pointer)
         if pointer.get("train_key") == train_key and store.exists(
             f"models/{pointer['checkpoint']}"
         ):
@@ -203,7 +152,7 @@ def train_simclr(
                 opt.load_state_dict(ckpt.optimizer)
             start = ckpt.epoch
             log.info("train_encoder: resuming after epoch %d from %s", start, pointer["checkpoint"])
-    rows = _loss_rows(store, start) if start else []
+    rows = _loss_rows(store, out, start) if start else []
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     dtype = amp_dtype(device) if params.amp else None
@@ -271,6 +220,7 @@ def train_simclr(
                 epochs=params.epochs,
                 train_key=train_key,
                 optimizer=opt.state_dict(),
+                outputs=out,
             )
         row = {
             "epoch": epoch,
@@ -282,7 +232,7 @@ def train_simclr(
             "checkpoint": name,
         }
         rows.append(row)
-        _write_loss(store, rows)
+        _write_loss(store, out, rows)
         log.info(
             "train_encoder: epoch %d/%d loss %.4f (%.1f s)",
             epoch,
@@ -292,7 +242,7 @@ def train_simclr(
         )
         if report is not None:
             report({**row, "epochs": params.epochs})
-    pointer = store.read_json(LATEST)
+    pointer = store.read_json(out.pointer)
     return {
         "epochs": params.epochs - start,
         "start_epoch": start,
@@ -313,6 +263,7 @@ def _train_task(
     threads: int,
     resume: bool,
     topic: str,
+    outputs: EncoderOutputs,
 ) -> dict[str, Any]:
     worker = get_worker()
 
@@ -330,37 +281,32 @@ def _train_task(
         threads=threads,
         resume=resume,
         report=publish,
+        outputs=outputs,
     )
 
 
-def run_train_encoder(
-    store: RunStore,
-    params: TrainEncoderParams,
-    client: Client,
-    *,
-    seed: int = 0,
-    redo: bool = False,
-    progress: ProgressFn = no_progress,
-) -> dict[str, int]:
+def run_train_encoder(ctx: RunContext, params: TrainEncoderParams) -> dict[str, int | float]:
     """Train the encoder on a worker, reporting each epoch as it ends.
 
     Parameters
     ----------
-    store : RunStore
+    ctx : RunContext
+        ``ctx.client`` must be a distributed client (training is one task on a worker);
+        ``ctx.step`` names the outputs (:func:`~pipeline.workflows.embed.spec.
+        encoder_outputs`); ``ctx.forced`` starts over rather than resume; ``ctx.progress``
+        is called with ``("train_encoder", epoch, epochs)``.
     params : TrainEncoderParams
-    client : distributed.Client
-    seed : int
-    redo : bool
-        Start over rather than resume.
-    progress : ProgressFn
-        Called with ``("train_encoder", epoch, epochs)``.
 
     Returns
     -------
     dict
-        ``images`` trained on, ``epochs`` run now, ``start_epoch`` (resumed after), and the
-        final loss x 1000 as ``final_loss_milli`` (the manifest keeps integers).
+        ``images`` trained on, ``epochs`` run now, ``start_epoch`` (resumed after), and
+        ``final_loss`` (NaN when no epoch's loss is on record, e.g. a finished run resumed
+        with its CSV deleted).
     """
+    store, seed, progress, redo = ctx.store, ctx.seed, ctx.progress, ctx.forced
+    client = ctx.require_client("train_encoder")
+    out = encoder_outputs(ctx.step_name("train_encoder"))
     channels, _, _ = image_array(store, params.input, "train_encoder")
     m = open_matrix(store, params.input, params.rows)
     n_total = m.n_total
@@ -413,6 +359,7 @@ def run_train_encoder(
         threads,
         params.resume and not redo,
         topic,
+        out,
         workers=[address],
         allow_other_workers=True,
         resources=task_resources(workers),
@@ -446,8 +393,5 @@ def run_train_encoder(
         "images": int(keep.sum()),
         "epochs": int(result["epochs"]),
         "start_epoch": int(result["start_epoch"]),
-        # -1 when no epoch's loss is on record (a finished run resumed with its CSV deleted).
-        "final_loss_milli": round(1000 * loss)
-        if math.isfinite(loss := result["final_loss"])
-        else -1,
+        "final_loss": float(result["final_loss"]),
     }

@@ -1,11 +1,11 @@
 """The ``preprocess`` stage: galaxy catalog and aligned cutouts of an image collection.
 
-Each chunk of the ``images`` array is one Dask task: it reads its images from the store,
-runs :func:`~pipeline.workflows.galaxy.preprocess.analyse_galaxy` on each,
- writes its chunk of ``cutouts``
-and a marker holding its catalog rows. No pixels pass through the client; there is no loop
-over images on the client. The catalog (``tables/catalog.parquet``) is then assembled from
-the markers, in the order of the ``image`` dimension.
+Each chunk of the ``images`` array is one Dask task: it reads its images from the store, runs
+:func:`~pipeline.workflows.galaxy.preprocess.analyse_galaxy` on each, writes its chunk of
+``cutouts`` and returns its catalog rows, which the chunk loop keeps in the chunk's marker
+(:mod:`pipeline.core.chunks`). No pixels pass through the client; there is no loop over
+images on the client. The catalog (``tables/catalog.parquet``) is then assembled from the
+markers, in the order of the ``image`` dimension.
 """
 
 from __future__ import annotations
@@ -15,17 +15,16 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-import dask
 import numpy as np
 import pandas as pd
-from distributed import Client
 
-from pipeline.core.chunks import chunk_bounds, collect_rows, prepare_cutouts, write_cutout_chunk
-from pipeline.core.progress import ProgressFn, gather_with_progress, no_progress
+from pipeline.core.chunks import chunk_bounds, collect_rows, prepare_array, run_chunks, write_block
+from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.core.tables import write_table
 from pipeline.errors import StoreError
-from pipeline.workflows.galaxy.preprocess import REASONS, GalaxyParams, GalaxyResult, analyse_galaxy
+from pipeline.workflows.galaxy.preprocess import GalaxyResult, analyse_galaxy
+from pipeline.workflows.galaxy.spec import CUTOUT_DIMS, CUTOUTS, REASONS, GalaxyParams
 
 __all__ = ["CATALOG_COLUMNS", "TASK", "build_catalog", "preprocess_chunk"]
 
@@ -55,12 +54,11 @@ def preprocess_chunk(
     stop: int,
     image_ids: Sequence[str],
     params: GalaxyParams,
-) -> int:
-    """Analyse images ``[start, stop)`` and write their cutouts and catalog rows (one task).
+) -> dict[str, list[dict[str, Any]]]:
+    """Analyse images ``[start, stop)``, write their cutouts and return their catalog rows.
 
-    Returns the number of images kept. An image that ingest marked invalid is rejected
-    ``invalid``; anything wrong with an image's content is a rejection with its reason,
-    never an exception.
+    An image that ingest marked invalid is rejected ``invalid``; anything wrong with an
+    image's content is a rejection with its reason, never an exception.
     """
     images = np.asarray(store.open_array("images", mode="r")[start:stop])
     valid = np.asarray(store.open_array("valid", mode="r")[start:stop], dtype=bool)
@@ -74,30 +72,20 @@ def preprocess_chunk(
         if result.cutout is not None:
             block[i] = result.cutout
         rows.append({"image_id": str(image_ids[i]), **result.row()})
-    write_cutout_chunk(store, TASK, index, start, block, rows)
-    return sum(r["status"] == "kept" for r in rows)
+    write_block(store, CUTOUTS, start, block)
+    return {"rows": rows}
 
 
-def build_catalog(
-    store: RunStore,
-    params: GalaxyParams,
-    client: Client,
-    *,
-    redo: bool = False,
-    progress: ProgressFn = no_progress,
-) -> dict[str, int]:
+def build_catalog(ctx: RunContext, params: GalaxyParams) -> dict[str, int]:
     """Run the galaxy preprocessing over the store's collection.
 
     Parameters
     ----------
-    store : RunStore
-        Holds ``images`` (from ingest); receives ``cutouts`` and ``tables/catalog.parquet``.
+    ctx : RunContext
+        ``ctx.store`` holds ``images`` (from ingest) and receives ``cutouts`` and
+        ``tables/catalog.parquet``; ``ctx.forced`` recomputes every chunk even if written
+        with these parameters; ``ctx.progress`` receives ``("preprocess", done, total)``.
     params : GalaxyParams
-    client : distributed.Client
-    redo : bool
-        Recompute every chunk even if written with these parameters.
-    progress : ProgressFn
-        Receives ``("preprocess", done, total)`` per chunk.
 
     Returns
     -------
@@ -109,6 +97,7 @@ def build_catalog(
     StoreError
         If the store has no ingested collection.
     """
+    store = ctx.store
     if not store.has_array("images"):
         raise StoreError(
             f"{store.url} has no image collection; ingest one first (the job's `input`)"
@@ -118,31 +107,21 @@ def build_catalog(
     per_chunk = int(ds["images"].encoding["chunks"][0])
     image_ids = [str(v) for v in ds["image_id"].values]
     bounds = chunk_bounds(n, per_chunk)
-    done = prepare_cutouts(
+    size = params.cutout_size
+    prepare_array(
         store,
         task=TASK,
-        n=n,
-        size=params.cutout_size,
-        per_chunk=per_chunk,
+        name=CUTOUTS,
+        dims=CUTOUT_DIMS,
+        shape=(n, size, size),
+        chunks=(per_chunk, size, size),
+        dtype=np.float32,
         config=params.model_dump(mode="json"),
-        redo=redo,
+        attrs={"description": "aligned cutouts, float32 in [0, 1]; 0 if none"},
+        redo=ctx.forced,
     )
-    todo = [i for i in range(len(bounds)) if i not in done]
-    log.info("preprocess: %d images in %d chunks (%d to do)", n, len(bounds), len(todo))
-    tasks = [
-        dask.delayed(preprocess_chunk, pure=True)(
-            store,
-            i,
-            bounds[i][0],
-            bounds[i][1],
-            image_ids[bounds[i][0] : bounds[i][1]],
-            params,
-            dask_key_name=f"preprocess-chunk-{i:08d}",
-        )
-        for i in todo
-    ]
-    if tasks:
-        gather_with_progress(client, client.compute(tasks), TASK, progress)
+    args = {i: (s, e, image_ids[s:e], params) for i, (s, e) in enumerate(bounds)}
+    run_chunks(store, ctx.client, TASK, preprocess_chunk, args, progress=ctx.progress)
     catalog = pd.DataFrame(collect_rows(store, TASK, len(bounds)), columns=list(CATALOG_COLUMNS))
     write_table(store, "catalog", catalog)
     reasons: Counter[str] = Counter(catalog.loc[catalog.status == "rejected", "reason"])

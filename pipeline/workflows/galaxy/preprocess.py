@@ -51,130 +51,33 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import scipy.ndimage as ndi
-from pydantic import BaseModel, ConfigDict, Field
-from skimage.color import rgb2gray
 from skimage.feature import peak_local_max
-from skimage.transform import AffineTransform, downscale_local_mean, warp
-from skimage.util import img_as_float
+from skimage.transform import downscale_local_mean
 
-from pipeline.imaging.detect import BlobParams, _order_and_prune, blobs_in_block
+from pipeline.imaging.detect import blobs_in_block, order_and_prune
+from pipeline.imaging.geometry import align_and_cut, crop, to_gray
+from pipeline.imaging.spec import BlobParams
+from pipeline.workflows.galaxy.spec import REASONS, GalaxyParams
 
 __all__ = [
     "REASONS",
     "GalaxyParams",
     "GalaxyResult",
-    "align_and_cut",
     "analyse_galaxy",
     "blended_neighbours",
     "central_blob",
-    "cutout",
     "ellipse_misfit",
     "find_blobs",
-    "major_axis",
     "overlapping",
     "stripe_score",
-    "to_gray",
 ]
 
 FloatImage = npt.NDArray[np.float64]
-
-#: Why an image can be rejected, in the order the checks run.
-REASONS: Final = ("invalid", "non_finite", "no_galaxy", "overlap", "stripe")
-
-
-class GalaxyParams(BaseModel):
-    """Parameters of the galaxy preprocessing; defaults are the notebook's values."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    threshold: float = Field(0.004, gt=0, description="blob_doh absolute threshold")
-    min_sigma: float = Field(1.0, gt=0, description="smallest blob scale (px)")
-    max_sigma: float = Field(100.0, gt=0, description="largest blob scale (px)")
-    num_sigma: int = Field(10, ge=1, description="blob scales tried")
-    overlap: float = Field(1.0, ge=0, le=1, description="blob pruning overlap (1: none)")
-    detect_downscale: int = Field(
-        2, ge=1, le=8, description="detect on the image shrunk by this factor (1: full size)"
-    )
-    detect_closing: int = Field(
-        3, ge=0, le=15, description="fill dark lines this wide (detection px) before detecting"
-    )
-    fallback_threshold: float | None = Field(
-        0.1,
-        gt=0,
-        description="Laplacian-of-Gaussian threshold of the search for thin edge-on "
-        "galaxies the determinant of Hessian misses (None: no second search)",
-    )
-    fallback_max_sigma: float = Field(32.0, gt=0, description="largest scale of that search")
-    window: float = Field(50.0, gt=0, description="galaxy centre within this of the centre (px)")
-    radius_factor: float = Field(math.sqrt(2.0), gt=0, description="blob radius / sigma")
-    same_source_fraction: float = Field(
-        0.5, ge=0, lt=1, description="blobs this close (in galaxy radii) are the galaxy itself"
-    )
-    deblend_level: float = Field(
-        0.1, gt=0, lt=1, description="blend search isophote, fraction of peak above sky"
-    )
-    deblend_contrast: float = Field(
-        0.05, gt=0, lt=1, description="dip below a second peak that makes it a neighbour"
-    )
-    max_ellipse_misfit: float | None = Field(
-        0.2,
-        gt=0,
-        description="the galaxy's light (at deblend_level) may differ from one ellipse by "
-        "this fraction of its area; more is a blend with a neighbour (None: no test)",
-    )
-    stripe_fill: int = Field(
-        3,
-        ge=0,
-        le=15,
-        description="a blend that filling dark lines this wide (px) undoes is a stripe "
-        "(0: no such test)",
-    )
-    dark_threshold: float = Field(0.1, ge=0, le=1, description="stripe: dark pixel level")
-    bright_threshold: float = Field(
-        0.2, ge=0, le=1, description="stripe: light around a dark pixel must exceed it by this"
-    )
-    stripe_window: int = Field(
-        7, ge=2, description="stripe: window (px) of the closing that fills stripes"
-    )
-    min_dark_pixels: int = Field(15, ge=2, description="stripe: more dark pixels than this")
-    stripe_r2: float = Field(0.3, ge=0, le=1, description="stripe: line score above this")
-    moment_level: float = Field(
-        0.25, gt=0, lt=1, description="alignment isophote, fraction of peak above sky"
-    )
-    cutout_size: int = Field(128, ge=8, le=4096, description="cutout side (px)")
-    crop_factor: float = Field(1.0, gt=0, description="cutout half-width in galaxy radii")
-    rescale: bool = Field(True, description="rescale each cutout to [0, 1]")
-
-    def blob_params(self) -> BlobParams:
-        """The detector's parameters at the detection scale."""
-        f = float(self.detect_downscale)
-        return BlobParams(
-            method="doh",
-            min_sigma=self.min_sigma / f,
-            max_sigma=self.max_sigma / f,
-            num_sigma=self.num_sigma,
-            threshold=self.threshold,
-            overlap=self.overlap,
-        )
-
-    def fallback_params(self) -> BlobParams | None:
-        """The second (Laplacian of Gaussian) search's parameters at the detection scale."""
-        if self.fallback_threshold is None:
-            return None
-        f = float(self.detect_downscale)
-        return BlobParams(
-            method="log",
-            min_sigma=self.min_sigma / f,
-            max_sigma=max(self.min_sigma, min(self.fallback_max_sigma, self.max_sigma)) / f,
-            num_sigma=self.num_sigma,
-            threshold=self.fallback_threshold,
-            overlap=self.overlap,
-        )
 
 
 @dataclass(frozen=True)
@@ -208,32 +111,6 @@ class GalaxyResult:
         }
 
 
-def to_gray(image: npt.NDArray[Any]) -> FloatImage:
-    """Grayscale float64 image of a stored image.
-
-    Parameters
-    ----------
-    image : numpy.ndarray, shape (h, w) or (h, w, c) with c in {1, 3, 4}
-        Integers are scaled to [0, 1]; floats are used as they are. RGB(A) is converted
-        with :func:`skimage.color.rgb2gray` (alpha dropped).
-
-    Returns
-    -------
-    numpy.ndarray of float64, shape (h, w)
-    """
-    img = img_as_float(np.asarray(image))
-    if img.ndim == 3:
-        if img.shape[2] == 1:
-            img = img[..., 0]
-        elif img.shape[2] in (3, 4):
-            img = rgb2gray(img[..., :3])
-        else:
-            raise ValueError(f"expected 1, 3 or 4 channels, got shape {image.shape}")
-    elif img.ndim != 2:
-        raise ValueError(f"expected a 2-D or 3-D image, got shape {image.shape}")
-    return np.asarray(img, dtype=np.float64)
-
-
 def _detection_image(gray: FloatImage, params: GalaxyParams) -> FloatImage:
     f = params.detect_downscale
     small = gray if f == 1 else downscale_local_mean(gray, (f, f))
@@ -265,7 +142,7 @@ def find_blobs(
     bp = params.blob_params() if blob_params is None else blob_params
     f = params.detect_downscale
     small = _detection_image(gray, params)
-    blobs = _order_and_prune(blobs_in_block(small, bp), bp.overlap)
+    blobs = order_and_prune(blobs_in_block(small, bp), bp.overlap)
     if f > 1 and len(blobs):
         # Pixel i of the shrunk image averages full-size pixels f*i .. f*i + f - 1.
         blobs = blobs.copy()
@@ -438,12 +315,6 @@ def ellipse_misfit(mask: npt.NDArray[np.bool_]) -> float:
     return float((mask ^ ellipse).sum() / rows.size)
 
 
-def _crop(gray: FloatImage, y: float, x: float, half: float) -> FloatImage:
-    r0, r1 = max(0, round(y - half)), min(gray.shape[0], round(y + half) + 1)
-    c0, c1 = max(0, round(x - half)), min(gray.shape[1], round(x + half) + 1)
-    return gray[r0:r1, c0:c1]
-
-
 def stripe_score(crop: FloatImage, params: GalaxyParams) -> tuple[float, int]:
     """Line score of the dark-in-bright pixels of a galaxy crop.
 
@@ -481,122 +352,6 @@ def stripe_score(crop: FloatImage, params: GalaxyParams) -> tuple[float, int]:
     if l1 + l2 <= 0:
         return 0.0, n
     return float(((l1 - l2) / (l1 + l2)) ** 2), n
-
-
-def major_axis(
-    gray: FloatImage, y: float, x: float, radius: float, level: float
-) -> tuple[float, float, float, float]:
-    """Centroid and major-axis angle of the galaxy around ``(y, x)``.
-
-    Parameters
-    ----------
-    gray : numpy.ndarray, shape (h, w)
-    y, x : float
-        Approximate centre (px).
-    radius : float
-        Blob radius (px); the window searched is 4 radii (at least 12 px) around the centre.
-    level : float
-        Isophote as a fraction of the peak above sky.
-
-    Returns
-    -------
-    y, x : float
-        Centroid of the galaxy's pixels (px).
-    angle_deg : float
-        Major axis, degrees in [0, 180), counter-clockwise from +x with y up; NaN when the
-        region is too small to measure.
-    semi_major : float
-        Semi-major axis of the region's equivalent uniform ellipse, ``2 sqrt(l1)`` (px);
-        0 when unmeasured.
-    """
-    half = max(12.0, 4.0 * radius)
-    r0, c0 = max(0, int(y - half)), max(0, int(x - half))
-    win = gray[r0 : int(y + half) + 1, c0 : int(x + half) + 1]
-    if win.size == 0:
-        return y, x, math.nan, 0.0
-    # Light smoothing so single noise pixels do not decide the isophote's edge.
-    smooth = ndi.gaussian_filter(win, 1.0)
-    sky = float(np.median(gray[::4, ::4]))
-    cy, cx = round(y) - r0, round(x) - c0
-    cy, cx = min(max(cy, 0), win.shape[0] - 1), min(max(cx, 0), win.shape[1] - 1)
-    core = smooth[max(0, cy - 2) : cy + 3, max(0, cx - 2) : cx + 3]
-    peak = float(core.max())
-    if peak <= sky:
-        return y, x, math.nan, 0.0
-    mask = smooth > sky + level * (peak - sky)
-    labels, _ = ndi.label(mask)
-    target = labels[cy, cx]
-    if target == 0:
-        # The centre itself is under the isophote (a ring): take the largest region.
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        target = int(sizes.argmax())
-        if target == 0:
-            return y, x, math.nan, 0.0
-    rows, cols = np.nonzero(labels == target)
-    if rows.size < 5:
-        return y, x, math.nan, 0.0
-    my, mx = float(rows.mean()), float(cols.mean())
-    # y points up for the angle convention: flip the row offsets.
-    dx, du = cols - mx, -(rows - my)
-    cxx, cuu, cxu = float(np.mean(dx * dx)), float(np.mean(du * du)), float(np.mean(dx * du))
-    angle = 0.5 * math.degrees(math.atan2(2.0 * cxu, cxx - cuu)) % 180.0
-    l1 = 0.5 * (cxx + cuu) + math.hypot(0.5 * (cxx - cuu), cxu)
-    return my + r0, mx + c0, angle, 2.0 * math.sqrt(l1)
-
-
-def cutout(
-    gray: FloatImage,
-    y: float,
-    x: float,
-    half_width: float,
-    angle_deg: float,
-    size: int,
-    rescale: bool = True,
-) -> FloatImage:
-    """Square cutout centred on ``(y, x)``, rotated so ``angle_deg`` lies along +x.
-
-    Parameters
-    ----------
-    gray : numpy.ndarray, shape (h, w)
-    y, x : float
-        Centre (px).
-    half_width : float
-        Half the side of the square taken from ``gray`` (px).
-    angle_deg : float
-        Direction brought to +x (degrees, counter-clockwise, y up); NaN means 0.
-    size : int
-        Output side (px).
-    rescale : bool
-        Stretch the result to [0, 1].
-
-    Returns
-    -------
-    numpy.ndarray of float64, shape (size, size)
-    """
-    scale = 2.0 * half_width / size  # input px per output px
-    src = gray
-    if scale > 1.0:
-        # Anti-alias before sampling, as skimage.transform.resize does when shrinking.
-        src = ndi.gaussian_filter(gray, (scale - 1.0) / 2.0)
-    a = 0.0 if math.isnan(angle_deg) else math.radians(angle_deg)
-    c = (size - 1) / 2.0
-    # Output (col u, row v) -> input: offsets along the major axis (cos a, -sin a) in
-    # (col, row) and the minor axis (-sin a, -cos a) (y up), scaled.
-    ca, sa = math.cos(a), math.sin(a)
-    matrix = np.array(
-        [
-            [scale * ca, scale * sa, x - scale * (ca * c + sa * c)],
-            [-scale * sa, scale * ca, y - scale * (-sa * c + ca * c)],
-            [0.0, 0.0, 1.0],
-        ]
-    )
-    out = warp(src, AffineTransform(matrix=matrix), output_shape=(size, size), order=1, cval=0.0)
-    out = np.asarray(out, dtype=np.float64)
-    if rescale:
-        lo, hi = float(out.min()), float(out.max())
-        out = (out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)
-    return out
 
 
 def analyse_galaxy(image: npt.NDArray[Any], params: GalaxyParams) -> GalaxyResult:
@@ -637,7 +392,7 @@ def analyse_galaxy(image: npt.NDArray[Any], params: GalaxyParams) -> GalaxyResul
     radius = params.radius_factor * sigma
     # The stripe test runs first: a stripe across a galaxy splits its light in two, which
     # the overlap tests would otherwise take for two sources.
-    score, n_dark = stripe_score(_crop(gray, y, x, radius), params)
+    score, n_dark = stripe_score(crop(gray, y, x, radius), params)
     found = GalaxyResult("rejected", "", x, y, sigma, radius, stripe_score=score)
     if n_dark > params.min_dark_pixels and score > params.stripe_r2:
         return replace(found, reason="stripe")
@@ -666,44 +421,14 @@ def analyse_galaxy(image: npt.NDArray[Any], params: GalaxyParams) -> GalaxyResul
         if fill > 1 and not _is_blend(filled, params):
             return replace(found, reason="stripe")
         return replace(found, reason="overlap")
-    cy, cx, angle, cut = align_and_cut(gray, y, x, radius, params)
+    cy, cx, angle, cut = align_and_cut(
+        gray,
+        y,
+        x,
+        radius,
+        moment_level=params.moment_level,
+        crop_factor=params.crop_factor,
+        size=params.cutout_size,
+        rescale=params.rescale,
+    )
     return replace(found, status="kept", x=cx, y=cy, angle_deg=angle, cutout=cut)
-
-
-def align_and_cut(
-    gray: FloatImage,
-    y: float,
-    x: float,
-    radius: float,
-    params: GalaxyParams,
-    *,
-    align: bool = True,
-) -> tuple[float, float, float, FloatImage]:
-    """Measure the major axis around ``(y, x)`` and cut out the aligned galaxy.
-
-    Parameters
-    ----------
-    gray : numpy.ndarray, shape (h, w)
-    y, x : float
-        Blob centre (px).
-    radius : float
-        Blob radius (px).
-    params : GalaxyParams
-    align : bool
-        Rotate the major axis to +x (else only measure it).
-
-    Returns
-    -------
-    y, x : float
-        The galaxy's centroid (px).
-    angle_deg : float
-        Its major axis (degrees in [0, 180), counter-clockwise from +x, y up); NaN if
-        unmeasurable (the cutout is then not rotated).
-    cutout : numpy.ndarray of float64, shape (cutout_size, cutout_size)
-    """
-    cy, cx, angle, semi_major = major_axis(gray, y, x, radius, params.moment_level)
-    # The blob radius (the notebook's crop) or, for elongated galaxies whose blob scale
-    # follows the minor axis, the semi-major axis: the cutout holds the whole galaxy.
-    half = params.crop_factor * max(radius, semi_major)
-    cut = cutout(gray, cy, cx, half, angle if align else 0.0, params.cutout_size, params.rescale)
-    return cy, cx, angle, cut

@@ -30,18 +30,18 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from lifelines import KaplanMeierFitter
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.tree import DecisionTreeClassifier
 
 from pipeline.errors import ParameterError
+from pipeline.workflows.survival.spec import ClassifierParams
 
 __all__ = [
     "STATUS_LABELS",
@@ -62,39 +62,6 @@ _UNIT_LETTER = {"years": "y", "months": "m", "weeks": "w", "days": "d"}
 
 # Phenotype-route model names (the `model` column) -> the phenotype classifier they use.
 _ROUTE = {"phenotype_decision_tree": "decision_tree", "phenotype_random_forest": "random_forest"}
-
-
-class ClassifierParams(BaseModel):
-    """Parameters of the ``classify_phenotypes`` stage.
-
-    Attributes
-    ----------
-    folds : int
-        Stratified k-fold cross-validation, shuffled with the run's seed.
-    tree_max_depth : int, optional
-        Depth of the decision tree; shallow by default so that a clinician can read it.
-        ``None``: grown until the leaves are pure or ``min_samples_leaf`` stops it.
-    forest_trees : int
-        Trees in the random forest.
-    forest_max_depth : int, optional
-        Depth of the forest's trees (``None``: unlimited).
-    min_samples_leaf : int
-        Fewest patients in a leaf, for both models: a rule for fewer patients is noise.
-    horizon : float
-        In the cohort's ``time_unit``: the survival target is the status at this time.
-    predict_with : {"random_forest", "decision_tree"}
-        The model external validation uses to assign phenotypes.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    folds: int = Field(5, ge=2, le=20)
-    tree_max_depth: int | None = Field(4, ge=1)
-    forest_trees: int = Field(300, ge=10, le=5000)
-    forest_max_depth: int | None = Field(None, ge=1)
-    min_samples_leaf: int = Field(5, ge=1)
-    horizon: float = Field(3.0, gt=0)
-    predict_with: Literal["random_forest", "decision_tree"] = "random_forest"
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 from lifelines import KaplanMeierFitter
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import pdist, squareform
 from sklearn.metrics import silhouette_score
 
 from pipeline.errors import ParameterError
-from pipeline.workflows.survival.spec import Covariate
+from pipeline.workflows.survival.spec import Covariate, PhenotypeParams
 
 __all__ = [
     "PhenotypeParams",
@@ -42,63 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class PhenotypeParams(BaseModel):
-    """Parameters of the ``phenotypes`` stage.
-
-    Attributes
-    ----------
-    covariates : list of str, optional
-        Covariates the patients are clustered on (default: all the cohort's).
-    distance : {"auto", "gower", "euclidean"}
-        ``auto``: Gower when a categorical covariate is clustered, else Euclidean on
-        standardised covariates.
-    linkage : {"ward", "average", "complete"}
-        Ward merges the pair of clusters that least increases the within-cluster spread;
-        with Gower it runs on ``sqrt(gower)`` (see the module notes).
-    k_range : (int, int)
-        Candidate numbers of phenotypes, inclusive.
-    min_size : float
-        Smallest phenotype allowed, as a share of the patients: a cut that leaves a handful of
-        outliers as a "phenotype" is not eligible.
-    horizon : float
-        Time (cohort time unit) at which the phenotypes' survival orders them (1 = best).
-    times : list of float
-        Time points of the per-phenotype Kaplan-Meier tables.
-    alpha : float
-        1 - confidence level of intervals.
-    bootstrap : int
-        Bootstrap replicates for the interval of the phenotype count (0 = none).
-    weights : dict of str to float
-        Weight of a covariate in the distance (default 1 each; Gower's ``w_k``). Under Gower a
-        category mismatch counts as much as the full range of a numeric covariate, so a
-        categorical covariate can dominate the clustering (see ``coincides_with`` in
-        ``models/phenotypes.json``); a weight below 1 tempers it.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    covariates: list[str] | None = None
-    distance: Literal["auto", "gower", "euclidean"] = "auto"
-    linkage: Literal["ward", "average", "complete"] = "ward"
-    k_range: tuple[int, int] = (2, 6)
-    min_size: float = Field(0.05, gt=0, lt=0.5)
-    horizon: float = Field(3.0, gt=0)
-    times: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0])
-    alpha: float = Field(0.05, gt=0, lt=1)
-    bootstrap: int = Field(200, ge=0, le=10_000)
-    weights: dict[str, float] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _check(self) -> PhenotypeParams:
-        lo, hi = self.k_range
-        if lo < 2 or hi < lo:
-            raise ValueError(f"k_range {list(self.k_range)}: need 2 <= low <= high")
-        bad = {k: w for k, w in self.weights.items() if not (w >= 0 and np.isfinite(w))}
-        if bad or (self.weights and not any(w > 0 for w in self.weights.values())):
-            raise ValueError(f"weights {bad or self.weights}: need finite values >= 0, some > 0")
-        return self
 
 
 @dataclass(frozen=True)

@@ -26,22 +26,25 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.store import RunStore
+from pipeline.report.context import ReportContext
 from pipeline.report.figures import figure_html, new_figure, png_bytes, table_html
 from pipeline.report.format import (
-    covariates_by_name,
     escape,
-    format_hr,
     format_p,
-    format_time,
     is_finite,
-    metric_rows,
-    metric_text,
     p_phrase,
     percent,
     read_optional_json,
     read_optional_table,
     same_decimals,
     significant,
+)
+from pipeline.workflows.survival.report_format import (
+    covariates_by_name,
+    format_hr,
+    format_time,
+    metric_rows,
+    metric_text,
     term_label,
 )
 from pipeline.workflows.survival.report_km import km_set_html
@@ -401,25 +404,26 @@ def _cox_part(store: RunStore, record: CohortRecord) -> str:
 # -- the section --------------------------------------------------------------------------------
 
 
-def survival_section(store: RunStore) -> str:
+def survival_section(ctx: ReportContext) -> str | None:
     """The survival analysis part of the report, as HTML.
 
     Parameters
     ----------
-    store : RunStore
-        A run store the survival stages wrote to; its figures are written under ``report/``
-        (``survival_*.png``).
+    ctx : ReportContext
+        Its store is one the survival stages wrote to; the figures are written under
+        ``report/`` (``survival_*.png``).
 
     Returns
     -------
-    str
+    str or None
         HTML fragment: cohort, Kaplan-Meier, Cox, phenotypes, classifiers and external
-        validation, each present only where its tables are; ``""`` when the store has no
+        validation, each present only where its tables are; None when the store has no
         ``models/cohort.json`` (the ``cohort`` stage did not run). Patient identifiers and
         rows are never shown: only counts and aggregates.
     """
+    store = ctx.store
     if not store.exists("models/cohort.json"):
-        return ""
+        return None
     records = {"development": CohortRecord.model_validate(store.read_json("models/cohort.json"))}
     if store.exists("models/validation_cohort.json"):
         records["validation"] = CohortRecord.model_validate(

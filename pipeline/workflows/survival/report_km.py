@@ -21,11 +21,13 @@ from pipeline.report.format import (
     escape,
     format_p,
     is_finite,
-    median_text,
     p_phrase,
     percent,
     read_optional_table,
     slug,
+)
+from pipeline.workflows.survival.report_format import (
+    median_text,
     time_point,
 )
 

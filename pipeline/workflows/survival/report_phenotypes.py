@@ -19,16 +19,18 @@ import pandas as pd
 from pipeline.core.store import RunStore
 from pipeline.report.figures import figure_html, new_figure, png_bytes, table_html
 from pipeline.report.format import (
-    covariates_by_name,
     escape,
     is_finite,
-    metric_rows,
-    metric_text,
     percent,
     read_optional_json,
     read_optional_table,
     same_decimals,
     significant,
+)
+from pipeline.workflows.survival.report_format import (
+    covariates_by_name,
+    metric_rows,
+    metric_text,
     time_point,
 )
 from pipeline.workflows.survival.report_km import km_set_html

@@ -7,19 +7,25 @@ cohort use the same levels, reference categories, units and imputation values.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "DAYS_PER_UNIT",
+    "ClassifierParams",
     "CohortParams",
     "CohortRecord",
     "CohortSource",
     "Condition",
     "Covariate",
+    "CoxParams",
+    "ExternalParams",
     "ExternalSource",
+    "KMParams",
     "MissingPolicy",
+    "PhenotypeParams",
     "TimeUnit",
     "convert_time",
 ]
@@ -257,3 +263,170 @@ class CohortRecord(BaseModel):
     dropped_missing: int
     n: int
     events: int
+
+
+# -- parameters of the analysis stages -------------------------------------------------------
+
+
+class KMParams(BaseModel):
+    """Parameters of the ``kaplan_meier`` stage.
+
+    Attributes
+    ----------
+    group_by : list of str, optional
+        Covariates to compare groups of (default: every categorical covariate).
+    cuts : dict of str to list of float
+        Cut points of numeric covariates in ``group_by`` (default: the median).
+    times : list of float
+        Time points (cohort time unit) for survival with its CI, e.g. 1, 3, 5 years.
+    alpha : float
+        1 - confidence level.
+    overall : bool
+        Also the whole cohort's curve (group_column ``all``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_by: list[str] | None = None
+    cuts: dict[str, list[float]] = Field(default_factory=dict)
+    times: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0])
+    alpha: float = Field(0.05, gt=0, lt=1)
+    overall: bool = True
+
+
+class CoxParams(BaseModel):
+    """Parameters of the ``cox`` stage.
+
+    Attributes
+    ----------
+    covariates : list of str, optional
+        Covariates screened by univariate models (default: all the cohort's).
+    threshold : float
+        A covariate whose univariate likelihood-ratio p is below it enters the multivariate
+        model (the thesis: 0.05).
+    include : list of str
+        Covariates that enter the multivariate model whatever their univariate p.
+    alpha : float
+        1 - confidence level of the hazard ratio intervals.
+    penalizer : float
+        L2 penalty of the Cox fits (0 = the plain partial likelihood).
+    bootstrap : int
+        Replicates of the concordance's bootstrap interval (0 = none).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    covariates: list[str] | None = None
+    threshold: float = Field(0.05, gt=0, le=1)
+    include: list[str] = Field(default_factory=list)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    penalizer: float = Field(0.0, ge=0)
+    bootstrap: int = Field(200, ge=0, le=10_000)
+
+
+class ExternalParams(ExternalSource):
+    """Parameters of the ``validate_external`` stage: the external cohort's table (read with
+    the development cohort's column map) and the analysis settings.
+
+    Attributes
+    ----------
+    times : list of float
+        Time points of the Kaplan-Meier tables by predicted phenotype.
+    alpha : float
+    bootstrap : int
+        Replicates of the external concordance's interval (0 = none).
+    """
+
+    times: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0])
+    alpha: float = Field(0.05, gt=0, lt=1)
+    bootstrap: int = Field(200, ge=0, le=10_000)
+
+
+class PhenotypeParams(BaseModel):
+    """Parameters of the ``phenotypes`` stage.
+
+    Attributes
+    ----------
+    covariates : list of str, optional
+        Covariates the patients are clustered on (default: all the cohort's).
+    distance : {"auto", "gower", "euclidean"}
+        ``auto``: Gower when a categorical covariate is clustered, else Euclidean on
+        standardised covariates.
+    linkage : {"ward", "average", "complete"}
+        Ward merges the pair of clusters that least increases the within-cluster spread;
+        with Gower it runs on ``sqrt(gower)`` (see the module notes).
+    k_range : (int, int)
+        Candidate numbers of phenotypes, inclusive.
+    min_size : float
+        Smallest phenotype allowed, as a share of the patients: a cut that leaves a handful of
+        outliers as a "phenotype" is not eligible.
+    horizon : float
+        Time (cohort time unit) at which the phenotypes' survival orders them (1 = best).
+    times : list of float
+        Time points of the per-phenotype Kaplan-Meier tables.
+    alpha : float
+        1 - confidence level of intervals.
+    bootstrap : int
+        Bootstrap replicates for the interval of the phenotype count (0 = none).
+    weights : dict of str to float
+        Weight of a covariate in the distance (default 1 each; Gower's ``w_k``). Under Gower a
+        category mismatch counts as much as the full range of a numeric covariate, so a
+        categorical covariate can dominate the clustering (see ``coincides_with`` in
+        ``models/phenotypes.json``); a weight below 1 tempers it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    covariates: list[str] | None = None
+    distance: Literal["auto", "gower", "euclidean"] = "auto"
+    linkage: Literal["ward", "average", "complete"] = "ward"
+    k_range: tuple[int, int] = (2, 6)
+    min_size: float = Field(0.05, gt=0, lt=0.5)
+    horizon: float = Field(3.0, gt=0)
+    times: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0])
+    alpha: float = Field(0.05, gt=0, lt=1)
+    bootstrap: int = Field(200, ge=0, le=10_000)
+    weights: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> PhenotypeParams:
+        lo, hi = self.k_range
+        if lo < 2 or hi < lo:
+            raise ValueError(f"k_range {list(self.k_range)}: need 2 <= low <= high")
+        bad = {k: w for k, w in self.weights.items() if not (w >= 0 and math.isfinite(w))}
+        if bad or (self.weights and not any(w > 0 for w in self.weights.values())):
+            raise ValueError(f"weights {bad or self.weights}: need finite values >= 0, some > 0")
+        return self
+
+
+class ClassifierParams(BaseModel):
+    """Parameters of the ``classify_phenotypes`` stage.
+
+    Attributes
+    ----------
+    folds : int
+        Stratified k-fold cross-validation, shuffled with the run's seed.
+    tree_max_depth : int, optional
+        Depth of the decision tree; shallow by default so that a clinician can read it.
+        ``None``: grown until the leaves are pure or ``min_samples_leaf`` stops it.
+    forest_trees : int
+        Trees in the random forest.
+    forest_max_depth : int, optional
+        Depth of the forest's trees (``None``: unlimited).
+    min_samples_leaf : int
+        Fewest patients in a leaf, for both models: a rule for fewer patients is noise.
+    horizon : float
+        In the cohort's ``time_unit``: the survival target is the status at this time.
+    predict_with : {"random_forest", "decision_tree"}
+        The model external validation uses to assign phenotypes.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    folds: int = Field(5, ge=2, le=20)
+    tree_max_depth: int | None = Field(4, ge=1)
+    forest_trees: int = Field(300, ge=10, le=5000)
+    forest_max_depth: int | None = Field(None, ge=1)
+    min_samples_leaf: int = Field(5, ge=1)
+    horizon: float = Field(3.0, gt=0)
+    predict_with: Literal["random_forest", "decision_tree"] = "random_forest"

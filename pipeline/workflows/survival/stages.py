@@ -1,4 +1,4 @@
-"""The survival workflow's stages (seed 004): cohort, Kaplan-Meier, Cox, phenotypes,
+"""The survival workflow's stages (document 004): cohort, Kaplan-Meier, Cox, phenotypes,
 phenotype classifier, external validation.
 
 Each stage reads what the earlier ones wrote to the run store (``tables/cohort.parquet`` and
@@ -9,27 +9,22 @@ the stage itself.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from distributed import Client
-from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.compute.replicates import percentile_interval, replicate_seeds, run_replicates
-from pipeline.core.progress import ProgressFn, no_progress
+from pipeline.core.context import RunContext
+from pipeline.core.progress import ProgressFn
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table, write_table
 from pipeline.errors import ParameterError, StoreError
-from pipeline.workflows.survival.classify import (
-    ClassifierParams,
-    evaluate_classifiers,
-    predict_phenotype,
-)
+from pipeline.workflows.survival.classify import evaluate_classifiers, predict_phenotype
 from pipeline.workflows.survival.cohort import (
     Cohort,
     cohort_from_table,
@@ -46,13 +41,21 @@ from pipeline.workflows.survival.cox import (
 from pipeline.workflows.survival.design import design_matrix
 from pipeline.workflows.survival.km import KMTables, group_labels, km_tables
 from pipeline.workflows.survival.phenotypes import (
-    PhenotypeParams,
     cluster_phenotypes,
     coinciding_covariates,
     count_replicate,
     phenotype_profiles,
 )
-from pipeline.workflows.survival.spec import CohortParams, CohortRecord, Covariate, ExternalSource
+from pipeline.workflows.survival.spec import (
+    ClassifierParams,
+    CohortParams,
+    CohortRecord,
+    Covariate,
+    CoxParams,
+    ExternalParams,
+    KMParams,
+    PhenotypeParams,
+)
 
 __all__ = [
     "COHORT_RECORD",
@@ -60,10 +63,7 @@ __all__ = [
     "ExternalParams",
     "KMParams",
     "check_cohort",
-    "check_cox_job",
     "check_external",
-    "check_kaplan_meier_job",
-    "check_phenotypes_job",
     "run_classify_phenotypes",
     "run_cohort",
     "run_cox",
@@ -83,80 +83,6 @@ CLASSIFIER_RECORD = "models/classifier.json"
 
 # Streams of the job seed, so the bootstraps of different stages resample independently.
 _STREAM_CONCORDANCE, _STREAM_PHENOTYPES, _STREAM_VALIDATION = 1, 2, 3
-
-
-class KMParams(BaseModel):
-    """Parameters of the ``kaplan_meier`` stage.
-
-    Attributes
-    ----------
-    group_by : list of str, optional
-        Covariates to compare groups of (default: every categorical covariate).
-    cuts : dict of str to list of float
-        Cut points of numeric covariates in ``group_by`` (default: the median).
-    times : list of float
-        Time points (cohort time unit) for survival with its CI, e.g. 1, 3, 5 years.
-    alpha : float
-        1 - confidence level.
-    overall : bool
-        Also the whole cohort's curve (group_column ``all``).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    group_by: list[str] | None = None
-    cuts: dict[str, list[float]] = Field(default_factory=dict)
-    times: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0])
-    alpha: float = Field(0.05, gt=0, lt=1)
-    overall: bool = True
-
-
-class CoxParams(BaseModel):
-    """Parameters of the ``cox`` stage.
-
-    Attributes
-    ----------
-    covariates : list of str, optional
-        Covariates screened by univariate models (default: all the cohort's).
-    threshold : float
-        A covariate whose univariate likelihood-ratio p is below it enters the multivariate
-        model (the thesis: 0.05).
-    include : list of str
-        Covariates that enter the multivariate model whatever their univariate p.
-    alpha : float
-        1 - confidence level of the hazard ratio intervals.
-    penalizer : float
-        L2 penalty of the Cox fits (0 = the plain partial likelihood).
-    bootstrap : int
-        Replicates of the concordance's bootstrap interval (0 = none).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    covariates: list[str] | None = None
-    threshold: float = Field(0.05, gt=0, le=1)
-    include: list[str] = Field(default_factory=list)
-    alpha: float = Field(0.05, gt=0, lt=1)
-    penalizer: float = Field(0.0, ge=0)
-    bootstrap: int = Field(200, ge=0, le=10_000)
-
-
-class ExternalParams(ExternalSource):
-    """Parameters of the ``validate_external`` stage: the external cohort's table (read with
-    the development cohort's column map) and the analysis settings.
-
-    Attributes
-    ----------
-    times : list of float
-        Time points of the Kaplan-Meier tables by predicted phenotype.
-    alpha : float
-    bootstrap : int
-        Replicates of the external concordance's interval (0 = none).
-    """
-
-    times: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0])
-    alpha: float = Field(0.05, gt=0, lt=1)
-    bootstrap: int = Field(200, ge=0, le=10_000)
 
 
 # -- store helpers -----------------------------------------------------------------------------
@@ -279,77 +205,6 @@ def _phenotype_groups(labels: np.ndarray, k: int) -> pd.Series:
     )
 
 
-# -- checks against the job's cohort step (at `pipeline validate` time) ------------------------
-
-JobProblems = list[tuple[tuple[str, ...], str]]
-
-
-def _job_covariates(earlier: Mapping[str, BaseModel]) -> dict[str, Covariate] | None:
-    cohort = earlier.get("cohort")
-    if not isinstance(cohort, CohortParams):
-        return None  # the cohort may come from an earlier job on the same store
-    return {c.name: c for c in cohort.covariates}
-
-
-def _unknown(
-    field: str,
-    names: Sequence[str],
-    known: Mapping[str, Covariate],
-    what: str = "the cohort stage's covariates",
-) -> JobProblems:
-    bad = [n for n in names if n not in known]
-    if not bad:
-        return []
-    close = [m for n in bad for m in difflib.get_close_matches(n, list(known), n=1)]
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    head = f"{bad[0]!r} is not one of" if len(bad) == 1 else f"{bad} are not among"
-    return [((field,), f"{head} {what} ({', '.join(known)}){hint}")]
-
-
-def check_kaplan_meier_job(params: KMParams, earlier: Mapping[str, BaseModel]) -> JobProblems:
-    """``kaplan_meier``'s group_by and cuts against the job's cohort covariates."""
-    known = _job_covariates(earlier)
-    if known is None:
-        return []
-    problems = _unknown("group_by", params.group_by or [], known)
-    grouped = (
-        set(params.group_by)
-        if params.group_by is not None
-        else {n for n, c in known.items() if c.kind == "categorical"}
-    )
-    for name in params.cuts:
-        if known.get(name) is None or known[name].kind != "numeric" or name not in grouped:
-            problems.append(
-                (
-                    ("cuts", name),
-                    f"cuts for {name!r}, which is not a numeric covariate in group_by; add it "
-                    "to group_by or remove its cuts",
-                )
-            )
-    return problems
-
-
-def check_cox_job(params: CoxParams, earlier: Mapping[str, BaseModel]) -> JobProblems:
-    """``cox``'s covariates and include against the job's cohort covariates."""
-    known = _job_covariates(earlier)
-    if known is None:
-        return []
-    return _unknown("covariates", params.covariates or [], known) + _unknown(
-        "include", params.include, known
-    )
-
-
-def check_phenotypes_job(params: PhenotypeParams, earlier: Mapping[str, BaseModel]) -> JobProblems:
-    """``phenotypes``' covariates and weights against the job's cohort covariates."""
-    known = _job_covariates(earlier)
-    if known is None:
-        return []
-    clustered = {n: known[n] for n in params.covariates or known if n in known}
-    return _unknown("covariates", params.covariates or [], known) + _unknown(
-        "weights", list(params.weights), clustered, "the clustered covariates"
-    )
-
-
 # -- cohort ------------------------------------------------------------------------------------
 
 
@@ -364,7 +219,7 @@ def check_cohort(store: RunStore, params: CohortParams) -> None:
     load_cohort(params)
 
 
-def run_cohort(store: RunStore, params: CohortParams) -> dict[str, int]:
+def run_cohort(ctx: RunContext, params: CohortParams) -> dict[str, int]:
     """Load and validate the development cohort; write ``cohort``, ``cohort_summary`` and
     ``models/cohort.json``.
 
@@ -373,6 +228,7 @@ def run_cohort(store: RunStore, params: CohortParams) -> dict[str, int]:
     dict
         Counts: patients, events, filtered_out, dropped_missing.
     """
+    store = ctx.store
     cohort = load_cohort(params)
     write_table(store, "cohort", _patient_table(cohort))
     write_table(store, "cohort_summary", cohort.summary)
@@ -389,7 +245,7 @@ def run_cohort(store: RunStore, params: CohortParams) -> dict[str, int]:
 # -- Kaplan-Meier ------------------------------------------------------------------------------
 
 
-def run_kaplan_meier(store: RunStore, params: KMParams) -> dict[str, int]:
+def run_kaplan_meier(ctx: RunContext, params: KMParams) -> dict[str, int]:
     """Kaplan-Meier curves and log-rank tests by each ``group_by`` covariate.
 
     Returns
@@ -397,6 +253,7 @@ def run_kaplan_meier(store: RunStore, params: KMParams) -> dict[str, int]:
     dict
         Counts: groupings, groups.
     """
+    store = ctx.store
     cohort = _development(store)
     record = cohort.record
     if params.group_by is None:
@@ -436,14 +293,7 @@ def run_kaplan_meier(store: RunStore, params: KMParams) -> dict[str, int]:
 # -- Cox ---------------------------------------------------------------------------------------
 
 
-def run_cox(
-    store: RunStore,
-    params: CoxParams,
-    client: Client | None,
-    *,
-    seed: int,
-    progress: ProgressFn = no_progress,
-) -> dict[str, int]:
+def run_cox(ctx: RunContext, params: CoxParams) -> dict[str, int]:
     """Univariate Cox screening, the multivariate model, its PH check and concordance.
 
     Returns
@@ -451,6 +301,7 @@ def run_cox(
     dict
         Counts: screened, selected, terms.
     """
+    store, client, seed, progress = ctx.store, ctx.client, ctx.seed, ctx.progress
     cohort = _development(store)
     record, frame = cohort.record, cohort.frame
     covs = _covariates(record, params.covariates, "cox.covariates")
@@ -530,14 +381,7 @@ def run_cox(
 # -- phenotypes --------------------------------------------------------------------------------
 
 
-def run_phenotypes(
-    store: RunStore,
-    params: PhenotypeParams,
-    client: Client | None,
-    *,
-    seed: int,
-    progress: ProgressFn = no_progress,
-) -> dict[str, int]:
+def run_phenotypes(ctx: RunContext, params: PhenotypeParams) -> dict[str, int]:
     """Hierarchical clustering into phenotypes, their profiles and survival, and the bootstrap
     interval of the phenotype count.
 
@@ -546,6 +390,7 @@ def run_phenotypes(
     dict
         Counts: phenotypes, patients, smallest.
     """
+    store, client, seed, progress = ctx.store, ctx.client, ctx.seed, ctx.progress
     cohort = _development(store)
     record, frame = cohort.record, cohort.frame
     covs = _covariates(record, params.covariates, "phenotypes.covariates")
@@ -635,9 +480,7 @@ def run_phenotypes(
 # -- phenotype classifier ----------------------------------------------------------------------
 
 
-def run_classify_phenotypes(
-    store: RunStore, params: ClassifierParams, *, seed: int
-) -> dict[str, int]:
+def run_classify_phenotypes(ctx: RunContext, params: ClassifierParams) -> dict[str, int]:
     """Cross-validated decision tree and random forest recognising the phenotypes, against
     classifiers of survival at the horizon; the final models for the external cohort.
 
@@ -646,6 +489,7 @@ def run_classify_phenotypes(
     dict
         Counts: patients, features, folds.
     """
+    store, seed = ctx.store, ctx.seed
     cohort = _development(store)
     record, frame = cohort.record, cohort.frame
     assigned = read_table(store, "patient_phenotypes")
@@ -738,14 +582,7 @@ def _validate_phenotypes(
     return rows, found
 
 
-def run_validate_external(
-    store: RunStore,
-    params: ExternalParams,
-    client: Client | None,
-    *,
-    seed: int,
-    progress: ProgressFn = no_progress,
-) -> dict[str, int]:
+def run_validate_external(ctx: RunContext, params: ExternalParams) -> dict[str, int]:
     """Apply the trained phenotype classifier and the Cox model to an external cohort.
 
     Either may be missing from the job (no ``classify_phenotypes``, or no covariate passed the
@@ -761,6 +598,7 @@ def run_validate_external(
     StoreError
         If the job has neither a phenotype classifier nor a multivariate Cox model to validate.
     """
+    store, client, seed, progress = ctx.store, ctx.client, ctx.seed, ctx.progress
     record = _record(store)
     model = store.read_json(COX_MODEL) if store.exists(COX_MODEL) else None
     has_cox = bool(model and model["terms"])

@@ -17,6 +17,7 @@ from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 
 from pipeline.core.artifacts import load_arrays
+from pipeline.core.context import RunContext
 from pipeline.core.jobs import parse_job
 from pipeline.core.runner import run_job
 from pipeline.core.store import RunStore
@@ -153,19 +154,25 @@ def test_report_shows_the_clustering(digits_run: tuple[RunStore, np.ndarray]) ->
     ("run", "match"),
     [
         (
-            lambda store: run_reduce(store, ReduceParams(input="images", n_components=500), None),
+            lambda store: run_reduce(
+                RunContext(store, None), ReduceParams(input="images", n_components=500)
+            ),
             "n_components = 500.*choose n_components <= 64",
         ),
         (
-            lambda store: run_kmeans(store, KMeansParams(k=3, input="embeddings"), None),
+            lambda store: run_kmeans(
+                RunContext(store, None), KMeansParams(k=3, input="embeddings")
+            ),
             "'embeddings' is not in",
         ),
         (
-            lambda store: run_kmeans(store, KMeansParams(k=3, label_column="species"), None),
+            lambda store: run_kmeans(
+                RunContext(store, None), KMeansParams(k=3, label_column="species")
+            ),
             "label column 'species'.*digit",
         ),
         (
-            lambda store: run_dbscan(store, DBSCANParams(label_column="species"), None),
+            lambda store: run_dbscan(RunContext(store, None), DBSCANParams(label_column="species")),
             "label column 'species'",
         ),
     ],

@@ -12,6 +12,7 @@ import pytest
 import torch
 from distributed import Client
 
+from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.errors import CheckpointError, ParameterError
 from pipeline.workflows.embed.checkpoint import (
@@ -109,12 +110,12 @@ def test_a_bad_checkpoint_stops_embed_and_keeps_the_old_embeddings(
     client: Client, cutout_store: RunStore, make: object, message: str
 ) -> None:
     params = EmbedParams(batch_size=8, task_rows=16)
-    run_embed(cutout_store, params, client)
+    run_embed(RunContext(cutout_store, client), params)
     before = cutout_store.open_array(EMBEDDINGS, mode="r")[:]
     record = cutout_store.read_bytes("models/embed.json")
     name = make(cutout_store)  # type: ignore[operator]
     with pytest.raises(CheckpointError, match=message):
-        run_embed(cutout_store, params.model_copy(update={"checkpoint": name}), client)
+        run_embed(RunContext(cutout_store, client), params.model_copy(update={"checkpoint": name}))
     np.testing.assert_array_equal(cutout_store.open_array(EMBEDDINGS, mode="r")[:], before)
     assert cutout_store.read_bytes("models/embed.json") == record
 
@@ -124,10 +125,10 @@ def test_asking_for_cuda_where_there_is_none_keeps_the_old_embeddings(
 ) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    run_embed(cutout_store, EmbedParams(batch_size=8), client)
+    run_embed(RunContext(cutout_store, client), EmbedParams(batch_size=8))
     before = cutout_store.open_array(EMBEDDINGS, mode="r")[:]
     with pytest.raises(ParameterError, match="device 'cuda': torch sees no CUDA device"):
-        run_embed(cutout_store, EmbedParams(device="cuda"), client)
+        run_embed(RunContext(cutout_store, client), EmbedParams(device="cuda"))
     np.testing.assert_array_equal(cutout_store.open_array(EMBEDDINGS, mode="r")[:], before)
 
 
@@ -136,7 +137,7 @@ def test_embed_without_any_checkpoint_says_to_train_first(tmp_path: Path, client
 
     store = make_store(tmp_path / "s", blobs(8, 64, 0)[0])
     with pytest.raises(CheckpointError, match="run the `train_encoder` stage first"):
-        run_embed(store, EmbedParams(), client)
+        run_embed(RunContext(store, client), EmbedParams())
     assert not store.has_array(EMBEDDINGS)
 
 

@@ -22,6 +22,7 @@ import pytest
 import torch
 from distributed import Client
 
+from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.workflows.embed.checkpoint import (
     CheckpointRef,
@@ -121,7 +122,7 @@ def test_every_task_runs_on_the_gpu_worker_which_loads_the_model_once(
     gpu_cluster: Client, cutout_store: RunStore
 ) -> None:
     names = _by_name(gpu_cluster)
-    counts = run_embed(cutout_store, PARAMS, gpu_cluster)
+    counts = run_embed(RunContext(cutout_store, gpu_cluster), PARAMS)
     record = cutout_store.read_json(EMBED_RECORD)
     assert set(record["workers"]) == {names["gpu"]}  # nothing ran on the worker without GPU
     gpu = record["workers"][names["gpu"]]
@@ -139,11 +140,11 @@ def test_every_task_runs_on_the_gpu_worker_which_loads_the_model_once(
 def test_embeddings_are_identical_between_runs_and_between_clusters(
     gpu_cluster: Client, cpu_cluster: Client, cutout_store: RunStore
 ) -> None:
-    run_embed(cutout_store, PARAMS, gpu_cluster)
+    run_embed(RunContext(cutout_store, gpu_cluster), PARAMS)
     first = cutout_store.open_array(EMBEDDINGS, mode="r")[:]
-    run_embed(cutout_store, PARAMS, gpu_cluster)
+    run_embed(RunContext(cutout_store, gpu_cluster), PARAMS)
     again = cutout_store.open_array(EMBEDDINGS, mode="r")[:]
-    run_embed(cutout_store, PARAMS, cpu_cluster)
+    run_embed(RunContext(cutout_store, cpu_cluster), PARAMS)
     on_cpu = cutout_store.open_array(EMBEDDINGS, mode="r")[:]
     assert np.isfinite(first).all()
     np.testing.assert_array_equal(first, again)
@@ -154,7 +155,7 @@ def test_without_a_gpu_worker_every_worker_embeds_on_cpu(
     cpu_cluster: Client, cutout_store: RunStore
 ) -> None:
     names = _by_name(cpu_cluster)
-    counts = run_embed(cutout_store, PARAMS, cpu_cluster)
+    counts = run_embed(RunContext(cutout_store, cpu_cluster), PARAMS)
     record = cutout_store.read_json(EMBED_RECORD)
     assert set(record["workers"]) == {names["cpu0"], names["cpu1"]}
     assert counts["gpu_tasks"] == 0

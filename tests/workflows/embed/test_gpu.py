@@ -10,6 +10,7 @@ import pytest
 import torch
 from distributed import Client
 
+from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table
 from pipeline.workflows.embed.augment import AugmentParams
@@ -21,11 +22,11 @@ pytestmark = pytest.mark.gpu
 
 
 def test_embed_on_cuda_with_amp_agrees_with_cpu(client: Client, cutout_store: RunStore) -> None:
-    run_embed(cutout_store, EmbedParams(device="cpu", batch_size=8), client)
+    run_embed(RunContext(cutout_store, client), EmbedParams(device="cpu", batch_size=8))
     cpu = cutout_store.open_array(EMBEDDINGS, mode="r")[:]
-    run_embed(cutout_store, EmbedParams(device="cuda", amp=False, batch_size=8), client)
+    run_embed(RunContext(cutout_store, client), EmbedParams(device="cuda", amp=False, batch_size=8))
     fp32 = cutout_store.open_array(EMBEDDINGS, mode="r")[:]
-    run_embed(cutout_store, EmbedParams(device="cuda", amp=True, batch_size=8), client)
+    run_embed(RunContext(cutout_store, client), EmbedParams(device="cuda", amp=True, batch_size=8))
     amp = cutout_store.open_array(EMBEDDINGS, mode="r")[:]
     assert set(cutout_store.read_json(EMBED_RECORD)["devices"]) == {"cuda"}
     scale = np.abs(cpu).max()
@@ -48,7 +49,7 @@ def test_training_on_cuda_with_amp_lowers_the_loss(client: Client, tmp_path: Pat
         amp=True,
         augment=AugmentParams(crop_scale=(0.8, 1.0)),
     )
-    run_train_encoder(store, params, client, seed=0)
+    run_train_encoder(RunContext(store, client, seed=0), params)
     loss = read_table(store, "training_loss")
     assert (loss["device"].str.startswith("cuda")).all()
     assert np.isfinite(loss["loss"]).all()

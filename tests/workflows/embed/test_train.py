@@ -13,6 +13,7 @@ import pytest
 import torch
 from distributed import Client
 
+from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table
 from pipeline.errors import ParameterError, StoreError
@@ -40,7 +41,7 @@ def test_the_loss_falls_on_a_tiny_generated_set(client: Client, tmp_path: Path) 
     store = make_store(tmp_path / "run", textures(32, 64, seed=1))
     augment = AugmentParams(crop_scale=(0.8, 1.0))
     params = TrainEncoderParams(epochs=16, augment=augment, **SMALL)  # type: ignore[arg-type]
-    counts = run_train_encoder(store, params, client, seed=0)
+    counts = run_train_encoder(RunContext(store, client, seed=0), params)
     loss = read_table(store, "training_loss")
     assert list(loss["epoch"]) == list(range(1, 17)) and counts["epochs"] == 16
     assert loss["loss"].iloc[-3:].mean() < 0.9 * loss["loss"].iloc[:2].mean()
@@ -126,7 +127,7 @@ def test_augmentations_are_configured_per_job() -> None:
 def test_bad_input_stops_before_training(client: Client, tmp_path: Path) -> None:
     store = make_store(tmp_path / "run", blobs(1, 64, seed=0)[0])
     with pytest.raises(ParameterError, match="SimCLR needs at least 2"):
-        run_train_encoder(store, TrainEncoderParams(epochs=1, **SMALL), client)  # type: ignore[arg-type]
+        run_train_encoder(RunContext(store, client), TrainEncoderParams(epochs=1, **SMALL))  # type: ignore[arg-type]
     with pytest.raises(StoreError, match="array 'images' is not in"):
-        run_train_encoder(store, TrainEncoderParams(input="images", **SMALL), client)  # type: ignore[arg-type]
+        run_train_encoder(RunContext(store, client), TrainEncoderParams(input="images", **SMALL))  # type: ignore[arg-type]
     assert not store.exists(LATEST) and not store.exists("tables/training_loss.parquet")

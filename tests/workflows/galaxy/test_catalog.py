@@ -11,6 +11,7 @@ import tifffile
 import xarray as xr
 from distributed import Client
 
+from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table
 from pipeline.errors import StoreError
@@ -33,13 +34,13 @@ def galaxies(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _ingest(client: Client, store: RunStore, folder: Path, chunk_mb: float = 0.3) -> None:
     # 0.3 MB chunks hold 6 of the 128 x 128 RGB images: 20 images make 4 chunks, the last
     # one short, so chunk boundaries cut through the collection.
-    ingest_images(store, IngestParams(sources=[str(folder)], chunk_mb=chunk_mb), client)
+    ingest_images(RunContext(store, client), IngestParams(sources=[str(folder)], chunk_mb=chunk_mb))
 
 
 def test_stage_equals_a_serial_loop(client: Client, tmp_path: Path, galaxies: Path) -> None:
     store = RunStore(str(tmp_path / "run"))
     _ingest(client, store, galaxies)
-    counts = build_catalog(store, SMALL, client)
+    counts = build_catalog(RunContext(store, client), SMALL)
     ds = xr.open_zarr(store.zarr_url)
     assert ds["images"].encoding["chunks"][0] == 6
     catalog = read_table(store, "catalog")
@@ -68,7 +69,7 @@ def test_rejections_follow_the_truth_on_generated_images(
 ) -> None:
     store = RunStore(str(tmp_path / "run"))
     _ingest(client, store, galaxies)
-    build_catalog(store, GalaxyParams(cutout_size=32, window=20), client)
+    build_catalog(RunContext(store, client), GalaxyParams(cutout_size=32, window=20))
     truth = load_truth(galaxies).set_index("image_id")
     catalog = read_table(store, "catalog").set_index("image_id")
     agree = (catalog.reason == truth.loc[catalog.index, "expected_reason"]).mean()
@@ -80,14 +81,14 @@ def test_resume_redoes_only_the_missing_chunk(
 ) -> None:
     store = RunStore(str(tmp_path / "run"))
     _ingest(client, store, galaxies)
-    build_catalog(store, SMALL, client)
+    build_catalog(RunContext(store, client), SMALL)
     first = read_table(store, "catalog")
     cutouts = xr.open_zarr(store.zarr_url)["cutouts"].values
     # As if the task of chunk 2 had died before its marker: the rerun writes only it.
     store.remove(f"_progress/{TASK}/{2:08d}.json")
     markers = {i: tmp_path / "run" / "_progress" / TASK / f"{i:08d}.json" for i in (0, 1, 3)}
     before = {i: p.stat().st_mtime_ns for i, p in markers.items()}
-    build_catalog(store, SMALL, client)
+    build_catalog(RunContext(store, client), SMALL)
     after = {i: p.stat().st_mtime_ns for i, p in markers.items()}
     assert before == after
     assert set(store.done_markers(TASK)) == {0, 1, 2, 3}
@@ -98,8 +99,8 @@ def test_resume_redoes_only_the_missing_chunk(
 def test_new_parameters_replace_the_cutouts(client: Client, tmp_path: Path, galaxies: Path) -> None:
     store = RunStore(str(tmp_path / "run"))
     _ingest(client, store, galaxies)
-    build_catalog(store, SMALL, client)
-    build_catalog(store, GalaxyParams(cutout_size=16), client)
+    build_catalog(RunContext(store, client), SMALL)
+    build_catalog(RunContext(store, client), GalaxyParams(cutout_size=16))
     ds = xr.open_zarr(store.zarr_url)
     assert ds["cutouts"].shape == (20, 16, 16)
     assert ds["images"].shape[0] == 20  # the collection is untouched
@@ -119,7 +120,7 @@ def test_nan_bearing_float_tiffs_are_rejected_not_fatal(client: Client, tmp_path
     tifffile.imwrite(folder / "c.tif", np.zeros_like(galaxy))
     store = RunStore(str(tmp_path / "run"))
     _ingest(client, store, folder)
-    counts = build_catalog(store, SMALL, client)
+    counts = build_catalog(RunContext(store, client), SMALL)
     catalog = read_table(store, "catalog").set_index("image_id")
     assert catalog.loc["a", "status"] == "kept"
     assert catalog.loc["b", "reason"] == "non_finite"
@@ -129,4 +130,4 @@ def test_nan_bearing_float_tiffs_are_rejected_not_fatal(client: Client, tmp_path
 
 def test_a_store_without_a_collection_is_refused(client: Client, tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="ingest"):
-        build_catalog(RunStore(str(tmp_path / "empty")), SMALL, client)
+        build_catalog(RunContext(RunStore(str(tmp_path / "empty")), client), SMALL)

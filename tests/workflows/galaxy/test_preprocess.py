@@ -8,18 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.ndimage as ndi
-from skimage.color import rgb2gray
 
 from pipeline.synth.galaxies import GALAXY_CLASSES, IMAGE_KINDS, render_galaxy_image
 from pipeline.workflows.galaxy.preprocess import (
     GalaxyParams,
     analyse_galaxy,
     central_blob,
-    cutout,
-    major_axis,
     overlapping,
     stripe_score,
-    to_gray,
 )
 
 P = GalaxyParams()
@@ -39,14 +35,6 @@ def ellipse_image(
 
 def angle_error(a: float, b: float) -> float:
     return abs((a - b + 90.0) % 180.0 - 90.0)
-
-
-def test_to_gray_matches_scikit_image() -> None:
-    rgb = np.random.default_rng(0).integers(0, 256, (6, 7, 3), dtype=np.uint8)
-    assert np.allclose(to_gray(rgb), rgb2gray(rgb))
-    assert np.allclose(to_gray(rgb[..., :1]), rgb[..., 0] / 255)
-    with pytest.raises(ValueError, match="channels"):
-        to_gray(np.zeros((4, 4, 2)))
 
 
 def test_central_blob_is_the_largest_in_the_window() -> None:
@@ -126,33 +114,6 @@ def test_a_clean_galaxy_or_an_edge_on_disc_is_no_stripe() -> None:
     ):
         score, count = stripe_score(img, P)
         assert count <= P.min_dark_pixels or score <= P.stripe_r2
-
-
-@pytest.mark.parametrize("angle", [0.0, 30.0, 90.0, 135.0, 170.0])
-def test_major_axis_recovers_the_angle(angle: float) -> None:
-    img = ellipse_image((101, 121), 48.3, 61.7, 14, 5, angle)
-    y, x, measured, semi = major_axis(img, 50, 60, 10, 0.25)
-    assert angle_error(measured, angle) < 1.0
-    assert abs(y - 48.3) < 0.5 and abs(x - 61.7) < 0.5
-    assert 14 < semi < 40
-
-
-@pytest.mark.parametrize("angle", [20.0, 75.0, 120.0])
-def test_cutout_brings_the_major_axis_to_x(angle: float) -> None:
-    img = ellipse_image((120, 120), 60, 60, 16, 5, angle)
-    cut = cutout(img, 60, 60, 40, angle, 64)
-    assert cut.shape == (64, 64)
-    assert cut.min() == 0.0 and cut.max() == 1.0
-    _, _, measured, _ = major_axis(cut, 31.5, 31.5, 8, 0.25)
-    assert angle_error(measured, 0.0) < 1.5
-
-
-def test_cutout_of_a_galaxy_at_the_border_is_centred_on_it() -> None:
-    img = ellipse_image((100, 100), 3, 96, 6, 6, 0)
-    cut = cutout(img, 3, 96, 20, 0.0, 40)
-    # The galaxy is at the cutout's centre; beyond the image edge the cutout is 0.
-    assert cut[19:21, 19:21].min() > 0.9
-    assert cut[0, :].max() == 0.0
 
 
 @pytest.mark.parametrize(

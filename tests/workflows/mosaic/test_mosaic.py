@@ -12,19 +12,16 @@ import xarray as xr
 from astropy.io import fits
 from distributed import Client
 
+from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table
-from pipeline.errors import SourceError, StoreError
+from pipeline.errors import InputError, StoreError
 from pipeline.imaging.detect import detect_blobs
-from pipeline.io.mosaic import (
-    MosaicParams,
-    SourceParams,
-    check_mosaic,
-    detect_sources,
-    ingest_mosaic,
-    read_rows,
-)
+from pipeline.io.mosaic import check_mosaic, ingest_mosaic, read_rows
+from pipeline.io.spec import MosaicParams
 from pipeline.synth.mosaic import generate_mosaic, hubble_deep_field_gray
+from pipeline.workflows.mosaic.sources import detect_sources
+from pipeline.workflows.mosaic.spec import SourceParams
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +46,7 @@ def test_read_rows_equals_the_whole_file(field: Path, tmp_path: Path, suffix: st
 
 def test_ingest_writes_the_file_tiled(client: Client, tmp_path: Path, field: Path) -> None:
     store = RunStore(str(tmp_path / "run"))
-    counts = ingest_mosaic(store, MosaicParams(source=str(field), tile=256), client)
+    counts = ingest_mosaic(RunContext(store, client), MosaicParams(source=str(field), tile=256))
     ds = xr.open_zarr(store.zarr_url)
     assert ds["mosaic"].dims == ("mosaic_y", "mosaic_x")
     assert ds["mosaic"].encoding["chunks"] == (256, 256)
@@ -57,7 +54,9 @@ def test_ingest_writes_the_file_tiled(client: Client, tmp_path: Path, field: Pat
     assert counts == {"height": 700, "width": 900, "tiles": 12, "bands_written": 3}
     # The same mosaic again: nothing to write.
     assert (
-        ingest_mosaic(store, MosaicParams(source=str(field), tile=256), client)["bands_written"]
+        ingest_mosaic(RunContext(store, client), MosaicParams(source=str(field), tile=256))[
+            "bands_written"
+        ]
         == 0
     )
 
@@ -69,7 +68,7 @@ def test_colour_image_becomes_gray(client: Client, tmp_path: Path) -> None:
 
     Image.fromarray(rgb).save(path)
     store = RunStore(str(tmp_path / "run"))
-    ingest_mosaic(store, MosaicParams(source=str(path), tile=64), client)
+    ingest_mosaic(RunContext(store, client), MosaicParams(source=str(path), tile=64))
     mosaic = xr.open_zarr(store.zarr_url)["mosaic"].values
     from skimage.color import rgb2gray
 
@@ -82,9 +81,9 @@ def test_sources_equal_whole_image_detection(
     client: Client, tmp_path: Path, field: Path, tile: int
 ) -> None:
     store = RunStore(str(tmp_path / "run"))
-    ingest_mosaic(store, MosaicParams(source=str(field), tile=tile), client)
+    ingest_mosaic(RunContext(store, client), MosaicParams(source=str(field), tile=tile))
     params = SourceParams(cutout_size=24, cutouts_per_chunk=50)
-    counts = detect_sources(store, params, client)
+    counts = detect_sources(RunContext(store, client), params)
     sources = read_table(store, "sources")
     whole = detect_blobs(np.asarray(fits.getdata(field)), "log", threshold=0.05, max_sigma=15)
     assert len(whole) > 30
@@ -107,9 +106,9 @@ def test_hubble_deep_field_through_the_stages(client: Client, tmp_path: Path) ->
     path = tmp_path / "hdf.fits"
     fits.writeto(path, gray)
     store = RunStore(str(tmp_path / "run"))
-    ingest_mosaic(store, MosaicParams(source=str(path), tile=300), client)
+    ingest_mosaic(RunContext(store, client), MosaicParams(source=str(path), tile=300))
     params = SourceParams(method="doh", threshold=0.004, max_sigma=30, cutout_size=16)
-    detect_sources(store, params, client)
+    detect_sources(RunContext(store, client), params)
     sources = read_table(store, "sources")
     whole = detect_blobs(gray, "doh", threshold=0.004, max_sigma=30)
     key = ["y", "x", "sigma"]
@@ -126,22 +125,22 @@ def test_mosaic_cutouts_cannot_share_a_collection_store(
 
     make_folder(tmp_path / "imgs", 3)
     store = RunStore(str(tmp_path / "run"))
-    ingest_images(store, IngestParams(sources=[str(tmp_path / "imgs")]), client)
-    ingest_mosaic(store, MosaicParams(source=str(field), tile=256), client)
+    ingest_images(RunContext(store, client), IngestParams(sources=[str(tmp_path / "imgs")]))
+    ingest_mosaic(RunContext(store, client), MosaicParams(source=str(field), tile=256))
     with pytest.raises(StoreError, match="store of its own"):
-        detect_sources(store, SourceParams(), client)
+        detect_sources(RunContext(store, client), SourceParams())
 
 
 def test_missing_or_bad_sources_stop_before_work(tmp_path: Path) -> None:
     store = RunStore(str(tmp_path / "run"))
-    with pytest.raises(SourceError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         check_mosaic(store, MosaicParams(source=str(tmp_path / "nope.fits")))
     (tmp_path / "bad.fits").write_text("not an image")
-    with pytest.raises(SourceError, match=r"bad\.fits"):
+    with pytest.raises(InputError, match=r"bad\.fits"):
         check_mosaic(store, MosaicParams(source=str(tmp_path / "bad.fits")))
     assert not store.exists("store.zarr")
 
 
 def test_detect_without_a_mosaic_is_refused(client: Client, tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="ingest_mosaic"):
-        detect_sources(RunStore(str(tmp_path / "run")), SourceParams(), client)
+        detect_sources(RunContext(RunStore(str(tmp_path / "run")), client), SourceParams())

@@ -15,7 +15,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from pipeline.core.tables import TABLES
+from pipeline.core.tables import table_schema
 from pipeline.errors import ParameterError
 from pipeline.workflows.survival.classify import (
     ClassifierParams,
@@ -251,7 +251,7 @@ def test_output_columns_are_the_documented_schemas(result: ClassifierResult) -> 
         ("classifier_confusion", result.confusion),
         ("classifier_importance", result.importance),
     ]:
-        assert list(frame.columns) == list(TABLES[name].columns), name
+        assert list(frame.columns) == list(table_schema(name).columns), name
     assert set(result.metrics.model) == {
         "decision_tree",
         "random_forest",

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.core.tables import TABLES
+from pipeline.core.tables import table_schema
 from pipeline.errors import CohortError
 from pipeline.workflows.survival.cohort import (
     SUMMARY_COLUMNS,
@@ -245,7 +245,7 @@ def test_valid_frame_layout(tmp_path: Path) -> None:
     assert (record.n, record.events, record.dropped_missing) == (N, int(df["status"].sum()), 0)
     assert record.params.covariates[1].reference == "G1"
     assert list(cohort.summary.columns) == list(SUMMARY_COLUMNS)
-    assert set(SUMMARY_COLUMNS) == set(TABLES["cohort_summary"].columns)
+    assert set(SUMMARY_COLUMNS) == set(table_schema("cohort_summary").columns)
     age = cohort.summary.query("covariate == 'age'").iloc[0]
     assert age["value"] == df["age"].median() and age["unit"] == "years"
     assert age["q1"] == df["age"].quantile(0.25) and age["q3"] == df["age"].quantile(0.75)

@@ -10,7 +10,7 @@ from lifelines.datasets import load_gbsg2
 from lifelines.statistics import multivariate_logrank_test, pairwise_logrank_test
 from lifelines.utils import median_survival_times
 
-from pipeline.core.tables import TABLES
+from pipeline.core.tables import table_schema
 from pipeline.errors import ParameterError
 from pipeline.workflows.survival.km import group_labels, km_tables
 
@@ -56,13 +56,13 @@ def test_logrank_equals_lifelines(gbsg2: pd.DataFrame) -> None:
 def test_curves_carry_at_risk_and_censoring(gbsg2: pd.DataFrame) -> None:
     t = km_tables(gbsg2.years.to_numpy(), gbsg2.cens.to_numpy(), None, "all")
     c = t.curves
-    assert list(c.columns) == list(TABLES["km_curves"].columns)
+    assert list(c.columns) == list(table_schema("km_curves").columns)
     assert c["time"].iloc[0] == 0 and c["at_risk"].iloc[0] == len(gbsg2)
     assert c["events"].sum() == gbsg2.cens.sum()
     assert c["censored"].sum() == (gbsg2.cens == 0).sum()
     assert t.logrank.empty
     for name, frame in [("km_summary", t.summary), ("km_times", t.times)]:
-        assert list(frame.columns) == list(TABLES[name].columns)
+        assert list(frame.columns) == list(table_schema(name).columns)
 
 
 def test_survival_past_the_last_follow_up_is_unknown() -> None:

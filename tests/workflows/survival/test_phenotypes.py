@@ -14,7 +14,8 @@ from scipy.spatial.distance import squareform
 from sklearn.metrics import silhouette_score
 
 from pipeline.compute.replicates import percentile_interval, replicate_seeds, run_replicates
-from pipeline.core.runtime import ClusterConfig, cluster_client
+from pipeline.core.cluster_config import LocalClusterConfig
+from pipeline.core.runtime import cluster_client
 from pipeline.errors import ParameterError
 from pipeline.workflows.survival.cox import concordance_replicate
 from pipeline.workflows.survival.phenotypes import (
@@ -176,7 +177,7 @@ def test_the_same_bootstrap_twice_on_a_process_cluster() -> None:
     payload = (rng.exponential(size=80), rng.integers(0, 2, 80), rng.normal(size=80))
     seeds = replicate_seeds(0, 20)
     expected = run_replicates(None, concordance_replicate, payload, seeds)
-    cfg = ClusterConfig(workers=2, threads_per_worker=1, dashboard_address=":0")
+    cfg = LocalClusterConfig(workers=2, threads_per_worker=1, dashboard_address=":0")
     with cluster_client(cfg) as cl:
         for _ in range(3):
             got = run_replicates(cl, concordance_replicate, payload, seeds, per_task=5)

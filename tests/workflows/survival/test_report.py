@@ -29,9 +29,14 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import silhouette_score
 from sklearn.model_selection import cross_val_predict
 
+from pipeline.core.manifest import load_manifest
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table, write_table
-from pipeline.workflows.survival.report import format_hr, format_p, format_time, survival_section
+from pipeline.report.context import ReportContext
+from pipeline.report.format import format_p
+from pipeline.report.spec import ReportParams
+from pipeline.workflows.survival.report import survival_section
+from pipeline.workflows.survival.report_format import format_hr, format_time
 from pipeline.workflows.survival.spec import CohortParams, CohortRecord, Condition, Covariate
 
 COVARIATES = [
@@ -54,6 +59,11 @@ N_DEV = 500
 
 
 # -- building the store ---------------------------------------------------------------------------
+
+
+def _section(store: RunStore) -> str | None:
+    """The survival section of ``store``'s report, as the report writes it."""
+    return survival_section(ReportContext(store, load_manifest(store), ReportParams()))
 
 
 def _frame(raw: pd.DataFrame, prefix: str) -> pd.DataFrame:
@@ -390,7 +400,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     _write_cox(store, dev, ext)
     pheno = _write_phenotypes(store, dev, ext)
     _write_classifiers(store, dev, pheno)
-    page = survival_section(store)
+    page = _section(store)
     return {"store": store, "dev": dev, "ext": ext, "pheno": pheno, "html": page}
 
 
@@ -509,10 +519,10 @@ def test_phenotypes_classifiers_and_validation(built: dict[str, Any]) -> None:
 
 def test_a_store_with_only_the_cohort_record(tmp_path: Path) -> None:
     store = RunStore(str(tmp_path / "run"))
-    assert survival_section(store) == ""
+    assert _section(store) is None
     dev = _frame(load_gbsg2().iloc[:50], "PATIENT")
     store.write_json("models/cohort.json", _record(dev, 50, 0).model_dump(mode="json"))
-    page = survival_section(store)
+    page = _section(store)
     assert "<h3>Cohort</h3>" in page and "50 patients analysed" in page
     for absent in ("Kaplan-Meier", "Cox", "Phenotypes", "External validation", "<img", "<table"):
         assert absent not in page
@@ -527,7 +537,7 @@ def test_a_store_with_scattered_tables(tmp_path: Path) -> None:
     write_table(store, "phenotype_logrank", _km(dev, "tgrade")[3])
     cph = CoxPHFitter().fit(_design(dev).assign(d=dev["duration"], e=dev["event"]), "d", "e")
     write_table(store, "cox_multivariate", _terms(cph).assign(ph_statistic=1.0, ph_p=0.5))
-    page = survival_section(store)
+    page = _section(store)
     assert "survival_km_0_horth.png" in page and "no term fails" in page
     assert "Phenotypes" in page and "Univariate" not in page
 

@@ -1,0 +1,37 @@
+"""What the io layer contributes to jobs: the ``ingest`` and ``ingest_mosaic`` stages."""
+
+from __future__ import annotations
+
+from pipeline.core.registry import INGEST, StageDef, Workflow
+from pipeline.io import tables
+from pipeline.io.spec import IngestParams, MosaicParams
+
+__all__ = ["WORKFLOW"]
+
+WORKFLOW = Workflow(
+    name="io",
+    summary="image files, manifests and mosaics into a run store",
+    stages=(
+        StageDef(
+            INGEST,
+            IngestParams,
+            "pipeline.io.ingest:ingest_images",
+            "image files -> chunked, labelled Zarr collection (the job's `input` section)",
+            writes=(
+                "store.zarr/images/zarr.json",
+                "tables/images.parquet",
+                "tables/quarantine.parquet",
+            ),
+            preflight="pipeline.io.ingest:check_ingest",
+        ),
+        StageDef(
+            "ingest_mosaic",
+            MosaicParams,
+            "pipeline.io.mosaic:ingest_mosaic",
+            "one large FITS/TIFF/PNG/JPEG image -> the tiled `mosaic` array",
+            writes=("store.zarr/mosaic/zarr.json",),
+            preflight="pipeline.io.mosaic:check_mosaic",
+        ),
+    ),
+    tables=tables.TABLES,
+)

@@ -1,0 +1,35 @@
+"""What the learned-embedding workflow contributes: ``train_encoder`` and ``embed``."""
+
+from __future__ import annotations
+
+from pipeline.core.registry import ReportSection, StageDef, Workflow
+from pipeline.workflows.embed import spec, tables
+
+__all__ = ["WORKFLOW"]
+
+WORKFLOW = Workflow(
+    name="embed",
+    summary="learned embeddings: a SimCLR-trained ResNet encoder, inference on GPU workers",
+    stages=(
+        StageDef(
+            "train_encoder",
+            spec.TrainEncoderParams,
+            "pipeline.workflows.embed.train:run_train_encoder",
+            "SimCLR training of a ResNet encoder on a store array (on a GPU worker if any); "
+            "checkpoints resume; per-epoch loss",
+            writes=spec.train_encoder_writes,
+        ),
+        StageDef(
+            "embed",
+            spec.EmbedParams,
+            "pipeline.workflows.embed.infer:run_embed",
+            "encoder features of every image -> an (image, feature) array named after the "
+            "step (`embeddings` for the step `embed`); tasks run on GPU workers when the "
+            "cluster has any, the model loaded once per worker",
+            writes=spec.embed_writes,
+            check_job=spec.check_embed_job,
+        ),
+    ),
+    tables=tables.TABLES,
+    sections=(ReportSection("embed", 300, "pipeline.workflows.embed.report:embed_section"),),
+)
