@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from skimage.util import img_as_float
 
 from pipeline.core.chunks import chunk_bounds, prepare_array, run_chunks, write_block
 from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.errors import ImageDecodeError, InputError
-from pipeline.imaging.geometry import to_gray
+from pipeline.io.conform import convert_mode
 from pipeline.io.imagefiles import probe_image, read_image
 from pipeline.io.spec import MosaicParams
 
@@ -97,13 +98,11 @@ def _mosaic_dtype(dtype: str) -> str:
 
 def _as_mosaic(rows: npt.NDArray[Any], dtype: str) -> npt.NDArray[Any]:
     if rows.ndim == 3:
-        # Colour to luminance; integers keep their range so the store stays compact.
-        gray = to_gray(rows)
-        if dtype == "uint8":
-            return np.asarray(np.rint(gray * 255), dtype=np.uint8)
-        if dtype == "uint16":
-            return np.asarray(np.rint(gray * 65535), dtype=np.uint16)
-        return gray.astype(np.float32)
+        # Colour to luminance; 8- and 16-bit integers keep their range so the store stays
+        # compact, anything else becomes float in the units img_as_float gives it.
+        if dtype in ("uint8", "uint16"):
+            return convert_mode(rows, "gray")
+        return convert_mode(img_as_float(rows), "gray").astype(np.float32)
     return rows.astype(dtype, copy=False)
 
 

@@ -2,26 +2,32 @@
 
 A checkpoint holds the model's state dict, the :class:`EncoderConfig` that rebuilds it, the
 epoch it was saved after, the training configuration key and the optimizer state (to resume).
-It is written with :func:`torch.save` and read with ``torch.load(weights_only=True)``: no
-Python object is unpickled, so a checkpoint from elsewhere cannot run code. Its name is
-``encoder-<first 16 hex of sha256>.pt``; ``models/encoder.json`` points at the latest one.
+It is stored as every model is (:mod:`pipeline.compute.checkpoints`): weights only, read with
+``torch.load(weights_only=True)`` so that a checkpoint from elsewhere cannot run code, named
+``encoder-<first 16 hex of sha256>.pt``, with ``models/encoder.json`` pointing at the latest
+one (another training step's are named after the step).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
-import pickle
-import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 import torch
 from pydantic import ValidationError
 
+from pipeline.compute.checkpoints import (
+    CheckpointRef,
+    checkpoint_name,
+    digest,
+    load_payload,
+    read_bytes,
+    read_verified,
+    save_payload,
+)
 from pipeline.core.store import RunStore
 from pipeline.errors import CheckpointError
 from pipeline.workflows.embed.models import (
@@ -55,30 +61,6 @@ LATEST = encoder_outputs("train_encoder").pointer
 
 
 @dataclass(frozen=True)
-class CheckpointRef:
-    """Where a checkpoint is, picklable and small: what a task or worker plugin is given.
-
-    Attributes
-    ----------
-    url : str
-        Absolute path or fsspec URL of the file.
-    digest : str
-        Full sha256 hex digest of the file's bytes (checked on every load).
-    storage_options : mapping
-        fsspec options for remote URLs.
-    """
-
-    url: str
-    digest: str
-    storage_options: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def short(self) -> str:
-        """The first 16 hex digits of the digest: the checkpoint's name."""
-        return self.digest[:16]
-
-
-@dataclass(frozen=True)
 class Checkpoint:
     """A loaded checkpoint.
 
@@ -103,17 +85,6 @@ class Checkpoint:
     train_key: str
     optimizer: dict[str, Any]
     source: str
-
-
-def checkpoint_name(digest: str, prefix: str = "encoder") -> str:
-    """File name of a checkpoint with sha256 ``digest``: ``<prefix>-<16 hex>.pt``."""
-    return f"{prefix}-{digest[:16]}.pt"
-
-
-def _to_bytes(payload: Mapping[str, Any]) -> bytes:
-    buf = io.BytesIO()
-    torch.save(dict(payload), buf)
-    return buf.getvalue()
 
 
 def save_checkpoint(
@@ -155,7 +126,9 @@ def save_checkpoint(
         The file name (``encoder-<hash>.pt``), relative to ``models/``.
     """
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    data = _to_bytes(
+    out = outputs or encoder_outputs("train_encoder")
+    name = save_payload(
+        store,
         {
             "format": FORMAT,
             "config": config.model_dump(mode="json"),
@@ -163,32 +136,15 @@ def save_checkpoint(
             "epoch": int(epoch),
             "train_key": train_key,
             "optimizer": _cpu(dict(optimizer or {})),
-        }
-    )
-    out = outputs or encoder_outputs("train_encoder")
-    digest = hashlib.sha256(data).hexdigest()
-    name = checkpoint_name(digest, out.prefix)
-    store.write_bytes(f"models/{name}", data)
-    history: list[str] = []
-    if store.exists(out.pointer):
-        old = store.read_json(out.pointer)
-        if old.get("train_key") == train_key:
-            history = [h for h in old.get("history", []) if h != name]
-    history.append(name)
-    store.write_json(
-        out.pointer,
-        {
-            "checkpoint": name,
-            "digest": digest,
-            "epoch": int(epoch),
-            "epochs": int(epochs),
-            "train_key": train_key,
-            "config": config.model_dump(mode="json"),
-            "history": history[-keep:],
         },
+        pointer=out.pointer,
+        prefix=out.prefix,
+        run_key=train_key,
+        keep=keep,
+        epoch=int(epoch),
+        epochs=int(epochs),
+        config=config.model_dump(mode="json"),
     )
-    for stale in history[:-keep]:
-        store.remove(f"models/{stale}")
     log.info("train_encoder: saved %s after epoch %d", name, epoch)
     return name
 
@@ -274,14 +230,10 @@ def inspect_checkpoint(
     CheckpointError
         If the file is unreadable or its weights do not fit its config.
     """
-    try:
-        with fsspec.open(url, "rb", **dict(storage_options)) as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {url} does not exist (on the worker)") from None
+    data = read_bytes(url, storage_options)
     ckpt = read_checkpoint(data, url)
     encoder_from_checkpoint(ckpt)
-    return CheckpointRef(url, _digest(data), dict(storage_options)), ckpt.config
+    return CheckpointRef(url, digest(data), dict(storage_options)), ckpt.config
 
 
 def _listing(store: RunStore) -> str:
@@ -290,10 +242,6 @@ def _listing(store: RunStore) -> str:
     names = store.listdir("models")
     pts = [n for n in names if n.endswith(".pt")]
     return ", ".join(pts) or "none"
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def read_checkpoint(data: bytes, source: str) -> Checkpoint:
@@ -305,19 +253,7 @@ def read_checkpoint(data: bytes, source: str) -> Checkpoint:
         Naming ``source`` and what is wrong: truncated or not a torch file, not weights-only,
         not a pipeline encoder checkpoint, or a model config this version cannot build.
     """
-    try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"checkpoint {source} is not a weights-only checkpoint (it pickles Python objects, "
-            f"which pipeline does not load: {str(exc).splitlines()[0]}). Save the state dict "
-            "and config as `train_encoder` does"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"checkpoint {source} cannot be read ({len(data)} bytes; truncated or not a torch "
-            f"file: {str(exc).splitlines()[0]}). Retrain with `train_encoder` or restore the file"
-        ) from None
+    payload = load_payload(data, source, "Retrain with `train_encoder`")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(
@@ -350,20 +286,7 @@ def load_checkpoint(ref: CheckpointRef) -> Checkpoint:
     CheckpointError
         If the file is gone, changed since it was resolved, or unreadable.
     """
-    try:
-        with fsspec.open(ref.url, "rb", **dict(ref.storage_options)) as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        raise CheckpointError(
-            f"checkpoint {ref.url} does not exist (it was there when the stage started; was "
-            "it deleted?). Run the stage again"
-        ) from None
-    if _digest(data) != ref.digest:
-        raise CheckpointError(
-            f"checkpoint {ref.url} changed while in use (sha256 {_digest(data)[:16]}, expected "
-            f"{ref.short}); run the stage again so every worker uses the same weights"
-        )
-    return read_checkpoint(data, ref.url)
+    return read_checkpoint(read_verified(ref), ref.url)
 
 
 def encoder_from_checkpoint(ckpt: Checkpoint) -> ResNetEncoder:

@@ -27,6 +27,7 @@ import torch
 from distributed import get_worker
 
 from pipeline.compute.dispatch import task_resources, training_worker
+from pipeline.compute.serving import amp_dtype, pick_device
 from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore, config_key
 from pipeline.core.tables import write_table
@@ -45,7 +46,6 @@ from pipeline.workflows.embed.inputs import to_tensor
 from pipeline.workflows.embed.loss import nt_xent
 from pipeline.workflows.embed.models import EncoderConfig, build_simclr
 from pipeline.workflows.embed.spec import EncoderOutputs, TrainEncoderParams, encoder_outputs
-from pipeline.workflows.embed.worker import amp_dtype, pick_device
 
 __all__ = ["LOSS_CSV", "TrainEncoderParams", "run_train_encoder", "train_simclr"]
 
