@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/preprocess.py
+	$(BIN)/python benchmarks/galaxy_scaling.py
 	$(BIN)/python benchmarks/cluster.py
 	$(BIN)/python benchmarks/embed.py
 	$(BIN)/python benchmarks/survival.py

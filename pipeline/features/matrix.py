@@ -46,6 +46,14 @@ _KEPT = TableRows(table="catalog", where="status == kept", optional=True)
 #: Share of the workers' memory a persisted matrix may take.
 _MEMORY_SHARE = 0.5
 
+#: Rows of a persisted matrix are regrouped into blocks of about this size. Every pass over
+#: the matrix is one task per block plus their sums: the blocks the store's chunks give (a few
+#: hundred KB of features each) make a pass cost ~150 ms of scheduling, fixed-size blocks
+#: ~30 ms (measured: an elbow search k = 1..10 on 1,504 x 25 rows, 28 passes, took 4.4 s on
+#: the chunks and 0.9 s on one block). The size is fixed, not taken from the cluster, so the
+#: sums, and the results, are the same whatever the number of workers.
+_PLACED_BLOCK_BYTES = 64 * 2**20
+
 
 @dataclass(frozen=True)
 class FeatureMatrix:
@@ -240,15 +248,19 @@ def fits_in_memory(nbytes: float, client: Client | None) -> bool:
 def place(m: FeatureMatrix, client: Client | None) -> FeatureMatrix:
     """The matrix where a stage that passes over it many times should read it.
 
-    Persisted on ``client``'s workers when it takes at most half their memory (every later
-    pass, e.g. each Lloyd iteration of an elbow search, then reads worker memory); otherwise
-    left lazy, so that each pass streams the Zarr chunks and nothing has to fit.
+    Persisted on ``client``'s workers, in blocks of a fixed size, when it takes at most half
+    their memory (every later pass, e.g. each Lloyd iteration of an elbow search, then reads
+    worker memory); otherwise left lazy, so that each pass streams the Zarr chunks and
+    nothing has to fit.
     """
     if m.persisted or not fits_in_memory(m.data.nbytes, client):
         return m
     assert client is not None
-    data = client.persist(m.data)
-    log.debug("%s: %d x %d persisted on the workers", m.array, *m.data.shape)
+    n, d = m.data.shape
+    row_bytes = max(1, d * m.data.dtype.itemsize)
+    rows = max(1, min(n, _PLACED_BLOCK_BYTES // row_bytes))
+    data = client.persist(m.data.rechunk((rows, -1)))
+    log.debug("%s: %d x %d persisted on the workers in blocks of %d rows", m.array, n, d, rows)
     return replace(m, data=data, persisted=True)
 
 

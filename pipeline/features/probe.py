@@ -1,9 +1,9 @@
 """The linear probe: how well frozen features separate known classes with few labels.
 
-Seed 001, section 6.2: "train a Logistic Regression model for datasets with only 10, 20, 30,
-and all examples per class" on frozen features. The first features array (``embeddings``, the
-learned representation) is the one under test; later arrays (``reduced``: PCA components) are
-baselines it must beat.
+The spheroid thesis (source document 001), section 6.2: "train a Logistic Regression model
+for datasets with only 10, 20, 30, and all examples per class" on frozen features. The first
+features array (``embeddings``, the learned representation) is the one under test; later
+arrays (``reduced``: PCA components) are baselines it must beat.
 
 Protocol, per repeat ``r`` (seed ``seed + r``):
 

@@ -205,7 +205,7 @@ class ClusterInput(BaseModel):
 
 
 class KMeansParams(ClusterInput):
-    """Parameters of the ``kmeans`` stage (defaults from the k-means lab, seed 003).
+    """Parameters of the ``kmeans`` stage (defaults from the k-means lab, source document 003).
 
     ``k`` unset: fit every k in ``k_range`` (inclusive) and take the elbow (kneed's Kneedle).
     """
@@ -236,7 +236,7 @@ class SampledFit(ClusterInput):
 
 
 class DBSCANParams(SampledFit):
-    """Parameters of the ``dbscan`` stage (defaults from the galaxy notebook, seed 000).
+    """Parameters of the ``dbscan`` stage (defaults from the galaxy notebook, source document 000).
 
     ``eps`` unset: sweep ``eps_range`` = [start, stop) by ``eps_step`` in parallel and take
     the eps with the best silhouette among those with at least ``min_clusters`` clusters and
@@ -276,7 +276,7 @@ class AgglomerativeParams(SampledFit):
 
 
 class SOMParams(SampledFit):
-    """Parameters of the ``som`` stage (defaults from the galaxy notebook, seed 000).
+    """Parameters of the ``som`` stage (defaults from the galaxy notebook, source document 000).
 
     The map has ``int(10*sqrt(n))`` nodes per side (the notebook's size) up to ``max_side``,
     or ``side``. Up to ``minisom_max_rows`` rows MiniSom trains it as the notebook does; above,

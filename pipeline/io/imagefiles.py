@@ -1,7 +1,7 @@
-"""Reading image files: format sniffing, cheap header probes, and decoding.
+"""Reading image files: format sniffing, cheap header checks, and decoding.
 
-A probe reads a file's header and its last bytes only, so that the ingest can plan the
-collection (shape, dtype, which files are bad) without decoding every pixel twice. The probe
+:func:`read_header` reads a file's header and its last bytes only, so that the ingest can plan
+the collection (shape, dtype, which files are bad) without decoding every pixel twice. It
 catches empty files, files that are not images, and truncated files (a JPEG without its end
 marker, a PNG without IEND, TIFF strips or FITS data past the end of the file). Corruption it
 cannot see is caught when the image is decoded.
@@ -24,7 +24,7 @@ from pipeline.errors import ImageDecodeError
 __all__ = [
     "IMAGE_SUFFIXES",
     "ImageInfo",
-    "probe_image",
+    "read_header",
     "read_image",
     "sniff_format",
     "stored_dtype",
@@ -38,7 +38,7 @@ _TAIL = 1024
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What a probe learnt about one file.
+    """What reading the header told about one file.
 
     ``shape`` is ``(height, width)`` or ``(height, width, channels)`` as decoded, before any
     conversion; ``dtype`` the stored dtype (see :func:`stored_dtype`). ``reason`` is set, and
@@ -127,7 +127,7 @@ _PIL_MODES: dict[str, tuple[str, int, str]] = {
 }
 
 
-def _probe_pil(fh: IO[bytes], fmt: str, size: int) -> tuple[tuple[int, ...], str]:
+def _header_pil(fh: IO[bytes], fmt: str, size: int) -> tuple[tuple[int, ...], str]:
     tail = _tail(fh, size)
     if fmt == "jpeg" and b"\xff\xd9" not in tail:
         raise ImageDecodeError("truncated JPEG: the end-of-image marker is missing")
@@ -168,7 +168,7 @@ def _tiff_layout(axes: str, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tu
     )
 
 
-def _probe_tiff(fh: IO[bytes], size: int) -> tuple[tuple[int, ...], str]:
+def _header_tiff(fh: IO[bytes], size: int) -> tuple[tuple[int, ...], str]:
     with tifffile.TiffFile(fh) as tif:
         series = tif.series[0]
         _, shape = _tiff_layout(series.axes, tuple(series.shape))
@@ -215,7 +215,7 @@ def _fits_shape_dtype(header: Any) -> tuple[tuple[int, ...], np.dtype[Any], int]
     return shape, stored_dtype(src), nbytes
 
 
-def _probe_fits(fh: IO[bytes], size: int) -> tuple[tuple[int, ...], str]:
+def _header_fits(fh: IO[bytes], size: int) -> tuple[tuple[int, ...], str]:
     from astropy.io import fits  # imported here: astropy is slow to import and FITS is rare
 
     with warnings.catch_warnings():
@@ -231,7 +231,7 @@ def _probe_fits(fh: IO[bytes], size: int) -> tuple[tuple[int, ...], str]:
     return shape, str(dtype)
 
 
-def probe_image(path: str) -> ImageInfo:
+def read_header(path: str) -> ImageInfo:
     """Read a file's header (and last bytes) and say whether and how it can be ingested.
 
     Parameters
@@ -256,11 +256,11 @@ def probe_image(path: str) -> ImageInfo:
                     path, reason="not an image: content is not JPEG, PNG, TIFF or FITS"
                 )
             if fmt == "tiff":
-                shape, dtype = _probe_tiff(fh, size)
+                shape, dtype = _header_tiff(fh, size)
             elif fmt == "fits":
-                shape, dtype = _probe_fits(fh, size)
+                shape, dtype = _header_fits(fh, size)
             else:
-                shape, dtype = _probe_pil(fh, fmt, size)
+                shape, dtype = _header_pil(fh, fmt, size)
         return ImageInfo(path, format=fmt, shape=shape, dtype=dtype)
     except ImageDecodeError as exc:
         return ImageInfo(path, reason=str(exc))
@@ -301,7 +301,7 @@ def read_image(path: str, fmt: str) -> np.ndarray:
     path : str
         Local path or fsspec URL.
     fmt : {"jpeg", "png", "tiff", "fits"}
-        The format :func:`probe_image` found.
+        The format :func:`read_header` found.
 
     Returns
     -------

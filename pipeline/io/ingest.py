@@ -2,7 +2,7 @@
 
 Three steps, each run on the Dask cluster where it touches files:
 
-1. **probe** every file's header in batches (tasks return shapes and reasons, not pixels);
+1. **read the header** of every file in batches (tasks return shapes and reasons, not pixels);
 2. **plan** on the client: the collection's shape, dtype and channels; which files are
    quarantined; the chunking (whole images along ``image``, about ``chunk_mb`` per chunk);
    the arrays and coordinates are created empty (:meth:`RunStore.write_template`);
@@ -36,7 +36,7 @@ from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table, write_table
 from pipeline.errors import CollectionMismatchError, ImageDecodeError, IngestError
 from pipeline.io.conform import convert_mode, fit_shape, target_channels
-from pipeline.io.imagefiles import ImageInfo, probe_image, read_image
+from pipeline.io.imagefiles import ImageInfo, read_header, read_image
 from pipeline.io.inputs import SourceSet, resolve_sources
 from pipeline.io.spec import IngestParams, ModePolicy, ShapePolicy
 
@@ -90,9 +90,9 @@ class IngestPlan:
 # -- per-task functions (module level, pure: they run on workers) ---------------------------
 
 
-def probe_batch(paths: Sequence[str]) -> list[ImageInfo]:
+def header_batch(paths: Sequence[str]) -> list[ImageInfo]:
     """Probe a batch of files (one Dask task): headers only, no pixels leave the worker."""
-    return [probe_image(p) for p in paths]
+    return [read_header(p) for p in paths]
 
 
 def write_chunk(
@@ -433,10 +433,10 @@ def _new_plan(
         sources.files[i : i + _PROBE_BATCH] for i in range(0, len(sources.files), _PROBE_BATCH)
     ]
     if client is None:
-        infos = [i for batch in batches for i in probe_batch(batch)]
+        infos = [i for batch in batches for i in header_batch(batch)]
     else:
-        futures = client.map(probe_batch, batches, pure=False)
-        parts = gather_with_progress(client, futures, "probe", progress)
+        futures = client.map(header_batch, batches, pure=False)
+        parts = gather_with_progress(client, futures, "headers", progress)
         infos = [i for batch in parts for i in batch]
     kept, shape, dtype, quarantine = plan_collection(infos, params)
     quarantine = [(p, "listed in the manifest but missing") for p in sources.missing] + quarantine

@@ -23,7 +23,7 @@ from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.errors import ImageDecodeError, InputError
 from pipeline.io.conform import convert_mode
-from pipeline.io.imagefiles import probe_image, read_image
+from pipeline.io.imagefiles import read_header, read_image
 from pipeline.io.spec import MosaicParams
 
 __all__ = [
@@ -127,7 +127,7 @@ def check_mosaic(store: RunStore, params: MosaicParams) -> None:
             f"mosaic file {params.source!r} does not exist; give the path of a FITS, TIFF, "
             "PNG or JPEG file (e.g. one made by `pipeline synth mosaic`)"
         )
-    info = probe_image(params.source)
+    info = read_header(params.source)
     if info.reason:
         raise InputError(f"mosaic file {params.source!r}: {info.reason}")
     if len(info.shape) not in (2, 3):
@@ -156,7 +156,7 @@ def ingest_mosaic(ctx: RunContext, params: MosaicParams) -> dict[str, int]:
     """
     store = ctx.store
     check_mosaic(store, params)
-    info = probe_image(params.source)
+    info = read_header(params.source)
     height, width = int(info.shape[0]), int(info.shape[1])
     dtype = _mosaic_dtype(info.dtype)
     tile = params.tile

@@ -85,16 +85,6 @@ def test_open_dataset_before_ingest_says_what_to_do(tmp_path: Path) -> None:
         RunStore(str(tmp_path)).open_dataset()
 
 
-def test_public_api_does_not_shadow_submodules() -> None:
-    import pipeline
-    import pipeline.io.ingest as ingest_module
-
-    assert ingest_module.__name__ == "pipeline.io.ingest"
-    assert pipeline.ingest_images is ingest_module.ingest_images
-    for name in pipeline.__all__:
-        assert getattr(pipeline, name) is not None
-
-
 def test_task_configuration_decides_what_a_rerun_reuses(tmp_path: Path) -> None:
     store = RunStore(str(tmp_path / "run"))
     ds = xr.Dataset({"a": (("i",), da.zeros(4, chunks=2))})

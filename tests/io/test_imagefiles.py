@@ -12,7 +12,7 @@ from astropy.io import fits
 from PIL import Image
 
 from pipeline.errors import ImageDecodeError
-from pipeline.io.imagefiles import probe_image, read_image, sniff_format
+from pipeline.io.imagefiles import read_header, read_image, sniff_format
 from tests.conftest import smooth_image, write_image
 
 RNG = np.random.default_rng(42)
@@ -35,7 +35,7 @@ def test_lossless_formats_round_trip_exactly(
 ) -> None:
     a = smooth_image(RNG, shape, dtype)
     p = write_image(tmp_path / f"a{suffix}", a)
-    info = probe_image(str(p))
+    info = read_header(str(p))
     assert info.ok, info.reason
     assert info.shape == shape
     assert info.dtype == np.dtype(dtype).name
@@ -46,7 +46,7 @@ def test_lossless_formats_round_trip_exactly(
 
 def test_jpeg_decodes_like_pillow(tmp_path: Path) -> None:
     p = write_image(tmp_path / "a.jpg", smooth_image(RNG, (30, 40, 3), np.uint8))
-    info = probe_image(str(p))
+    info = read_header(str(p))
     assert (info.format, info.shape, info.dtype) == ("jpeg", (30, 40, 3), "uint8")
     np.testing.assert_array_equal(read_image(str(p), "jpeg"), np.asarray(Image.open(p)))
 
@@ -55,7 +55,7 @@ def test_tiff_planar_channels_come_last(tmp_path: Path) -> None:
     a = smooth_image(RNG, (12, 10, 3), np.uint8)
     p = tmp_path / "planar.tif"
     tifffile.imwrite(p, np.moveaxis(a, -1, 0), photometric="rgb", planarconfig="separate")
-    info = probe_image(str(p))
+    info = read_header(str(p))
     assert info.shape == (12, 10, 3)
     np.testing.assert_array_equal(read_image(str(p), "tiff"), a)
 
@@ -71,7 +71,7 @@ def test_tiff_planar_channels_come_last(tmp_path: Path) -> None:
 def test_fits_values_and_dtype(tmp_path: Path, data: np.ndarray, expected_dtype: type) -> None:
     p = tmp_path / "a.fits"
     fits.PrimaryHDU(data).writeto(p)
-    info = probe_image(str(p))
+    info = read_header(str(p))
     assert info.ok, info.reason
     assert (info.format, info.shape, info.dtype) == ("fits", (12, 9), np.dtype(expected_dtype).name)
     out = read_image(str(p), "fits")
@@ -165,7 +165,7 @@ def test_bad_files_get_a_reason_not_a_crash(
     tmp_path: Path, make: Callable[[Path], Path], reason: str
 ) -> None:
     path = make(tmp_path)
-    info = probe_image(str(path))
+    info = read_header(str(path))
     assert not info.ok
     assert reason in info.reason
 
@@ -173,10 +173,10 @@ def test_bad_files_get_a_reason_not_a_crash(
 def test_decode_error_is_a_pipeline_error(tmp_path: Path) -> None:
     p = tmp_path / "bad.png"
     good = _png(tmp_path).read_bytes()
-    # Corrupt the compressed data but keep the IEND chunk: the probe passes, decoding fails.
+    # Corrupt the compressed data but keep the IEND chunk: the header check passes, decoding fails.
     middle = len(good) // 2
     p.write_bytes(good[:middle] + bytes(200) + good[middle + 200 :])
-    assert probe_image(str(p)).ok
+    assert read_header(str(p)).ok
     with pytest.raises(ImageDecodeError, match="cannot decode PNG"):
         read_image(str(p), "png")
 

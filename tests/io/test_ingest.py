@@ -24,7 +24,7 @@ from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table
 from pipeline.errors import CollectionMismatchError, IngestError
-from pipeline.io.imagefiles import probe_image
+from pipeline.io.imagefiles import read_header
 from pipeline.io.ingest import IngestParams, chunk_args, ingest_images, plan_collection, write_chunk
 from tests.conftest import make_folder, raise_if_dask_computes, smooth_image, write_image
 
@@ -218,7 +218,7 @@ def test_building_the_write_graph_computes_nothing_and_carries_no_pixels(
     tmp_path: Path,
 ) -> None:
     make_folder(tmp_path / "in", 6, shape=(64, 64, 3))
-    infos = [probe_image(str(p)) for p in sorted((tmp_path / "in").iterdir())]
+    infos = [read_header(str(p)) for p in sorted((tmp_path / "in").iterdir())]
     params = IngestParams(sources=[str(tmp_path / "in")], chunk_mb=0.03)
     kept, shape, dtype, _ = plan_collection(infos, params)
     from pipeline.io.ingest import IngestPlan

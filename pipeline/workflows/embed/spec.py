@@ -93,7 +93,7 @@ class AugmentParams(BaseModel):
 
 
 class TrainEncoderParams(BaseModel):
-    """Parameters of the ``train_encoder`` stage (SimCLR, seed 001 section 6.1).
+    """Parameters of the ``train_encoder`` stage (SimCLR, source document 001 section 6.1).
 
     Attributes
     ----------

@@ -1,7 +1,7 @@
 """Patient phenotypes: hierarchical clustering of the covariates, k chosen by silhouette.
 
-The thesis (seed 004) clusters patients on their clinical covariates, reads each cluster as a
-phenotype, and compares the phenotypes' survival. Clinical covariates mix numbers and
+The thesis (source document 004) clusters patients on their clinical covariates, reads each
+cluster as a phenotype, and compares the phenotypes' survival. Clinical covariates mix numbers and
 categories, so by default the distance is Gower's: each numeric covariate contributes
 ``|a - b| / range`` and each categorical one 0 (same level) or 1, averaged over covariates.
 scipy and scikit-learn have no Gower distance and the PyPI packages that do are unmaintained,

@@ -71,8 +71,14 @@ def _run(folder: Path, client: Client, store: str, external: str = "external.csv
     return RunStore(str(folder / store))
 
 
-def test_a_job_writes_every_table_and_matches_lifelines(tables: Path, client: Client) -> None:
-    store = _run(tables, client, "run")
+@pytest.fixture(scope="module")
+def first_run(tables: Path, client: Client) -> RunStore:
+    """The whole job, run once for the tests that read its store (whatever their order)."""
+    return _run(tables, client, "run")
+
+
+def test_a_job_writes_every_table_and_matches_lifelines(tables: Path, first_run: RunStore) -> None:
+    store = first_run
     for name in [
         "cohort",
         "cohort_summary",
@@ -109,11 +115,10 @@ def test_a_job_writes_every_table_and_matches_lifelines(tables: Path, client: Cl
     assert len(predicted) == 686 - 480
 
 
-def test_the_same_job_gives_the_same_tables(tables: Path, client: Client) -> None:
-    a = RunStore(str(tables / "run"))
-    if not a.exists("tables/classifier_metrics.parquet"):
-        a = _run(tables, client, "run")
-    b = _run(tables, client, "again")
+def test_the_same_job_gives_the_same_tables(
+    tables: Path, client: Client, first_run: RunStore
+) -> None:
+    a, b = first_run, _run(tables, client, "again")
     for name in ["survival_metrics", "phenotype_selection", "classifier_metrics", "phenotypes"]:
         pd.testing.assert_frame_equal(read_table(a, name), read_table(b, name))
 
