@@ -105,10 +105,26 @@ def test_train_encoder_trains_then_resumes_or_skips(
 
 
 @pytest.mark.parametrize(
-    "command", ["ingest", "run", "validate", "status", "report", "synth", "train-encoder"]
+    "command",
+    ["ingest", "run", "validate", "status", "report", "synth", "train-encoder", "stages"],
 )
 def test_every_subcommand_explains_itself(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
     assert exc.value.code == 0
     assert "usage: pipeline" in capsys.readouterr().out
+
+
+def test_stages_lists_every_stage_and_one_stage_s_parameters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["stages"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("ingest", "preprocess", "reduce", "kmeans", "train_encoder", "embed", "cox"):
+        assert f"  {stage} " in out
+    assert main(["stages", "kmeans"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("kmeans (features): k-means")
+    assert "  k_range (default (1, 10))" in out and "  input (default 'reduced')" in out
+    assert main(["stages", "kmean"]) == 2
+    assert "no stage 'kmean' (did you mean 'kmeans'?)" in capsys.readouterr().err

@@ -145,6 +145,12 @@ def load_payload(data: bytes, source: str, retrain: str) -> Any:
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if not data.startswith((b"PK", b"\x80")):
+            # Neither a torch zip archive nor a pickle: torch reports any bytes as unpickling.
+            raise CheckpointError(
+                f"checkpoint {source} cannot be read ({len(data)} bytes; not a torch file). "
+                f"{retrain} or restore the file"
+            ) from None
         raise CheckpointError(
             f"checkpoint {source} is not a weights-only checkpoint (it pickles Python objects, "
             f"which pipeline does not load: {str(exc).splitlines()[0]}). {retrain}"

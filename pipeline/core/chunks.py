@@ -20,6 +20,7 @@ arguments.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -184,9 +185,12 @@ def chunk_graph(
     computed. Each task carries the store and its small arguments, never pixels."""
     import dask
 
+    # A fresh token per graph: a key the scheduler still holds from an earlier, failed run
+    # of the same chunks would get the new task cancelled.
+    token = uuid.uuid4().hex[:8]
     return [
-        dask.delayed(chunk_task, pure=True)(
-            func, store, task, i, *chunk_args[i], dask_key_name=f"{task}-chunk-{i:08d}"
+        dask.delayed(chunk_task, pure=False)(
+            func, store, task, i, *chunk_args[i], dask_key_name=f"{task}-chunk-{i:08d}-{token}"
         )
         for i in sorted(chunk_args)
     ]

@@ -18,6 +18,7 @@ from pipeline.features.probe import summarize_probe
 from pipeline.features.spec import reduce_outputs
 from pipeline.report.context import ReportContext
 from pipeline.report.figures import figure_html, new_figure, png_bytes, stretch, table_html
+from pipeline.report.format import join_parts
 
 __all__ = ["clusters_section", "probe_section", "reduce_section"]
 
@@ -30,9 +31,8 @@ _MAX_CLUSTERS = 12
 
 def reduce_section(ctx: ReportContext) -> str | None:
     """Explained variance of each ``reduce`` step's PCA (None if none ran)."""
-    parts = [_reduce_part(ctx, step) for step in ctx.steps("reduce")]
-    shown = [p for p in parts if p is not None]
-    return "\n".join(["<h2>Dimension reduction (PCA)</h2>", *shown]) if shown else None
+    body = join_parts(_reduce_part(ctx, step) for step in ctx.steps("reduce"))
+    return None if body is None else "\n".join(["<h2>Dimension reduction (PCA)</h2>", body])
 
 
 def _reduce_part(ctx: ReportContext, step: str) -> str | None:
@@ -93,9 +93,9 @@ def _metrics_table(metrics: pd.DataFrame) -> str:
     return table_html(header, rows)
 
 
-def _elbow(store: RunStore) -> str:
+def _elbow(store: RunStore) -> str | None:
     if not store.exists("tables/elbow.parquet"):
-        return ""
+        return None
     table = read_table(store, "elbow")
     if "method" not in table.columns:  # written before kmeans steps were named
         table = table.assign(method="kmeans")
@@ -121,9 +121,9 @@ def _elbow(store: RunStore) -> str:
     )
 
 
-def _sweep(store: RunStore) -> str:
+def _sweep(store: RunStore) -> str | None:
     if not store.exists("tables/dbscan_sweep.parquet"):
-        return ""
+        return None
     sw = read_table(store, "dbscan_sweep")
     fig = new_figure(6, 3.2)
     ax = fig.add_subplot(1, 1, 1)
@@ -147,9 +147,9 @@ def _sweep(store: RunStore) -> str:
     )
 
 
-def _som(store: RunStore, clusters: pd.DataFrame) -> str:
+def _som(store: RunStore, clusters: pd.DataFrame) -> str | None:
     if not store.exists("models/som.npz") or "som_row" not in clusters:
-        return ""
+        return None
     arrays, meta = load_arrays(store, "som")
     umat = arrays["distance_map"]
     fig = new_figure(6, 5.5)
@@ -214,11 +214,14 @@ def _sizes_and_projection(store: RunStore, clusters: pd.DataFrame, methods: list
     return "\n".join(parts)
 
 
-def _montage(store: RunStore, clusters: pd.DataFrame, method: str, seed: int) -> str:
-    """The notebook's plot_clusters: a random sample of each cluster's images, one row each."""
+def _montage(store: RunStore, clusters: pd.DataFrame, method: str, seed: int) -> str | None:
+    """The notebook's plot_clusters: a random sample of each cluster's images, one row each.
+
+    None when the store holds neither ``cutouts`` nor ``images``.
+    """
     array = "cutouts" if store.has_array("cutouts") else "images"
     if not store.has_array(array):
-        return ""
+        return None
     source = store.open_array(array, mode="r")
     rng = np.random.default_rng(seed)
     sizes = clusters[method].value_counts()
@@ -262,7 +265,7 @@ def clusters_section(ctx: ReportContext) -> str | None:
     # learned embeddings, `kmeans_embeddings`), in the metrics table's order.
     ran = [str(m) for m in metrics["method"] if str(m) in clusters.columns]
     methods = [m for m in _METHODS if m in ran] + [m for m in ran if m not in _METHODS]
-    parts = ["<h2>Clusters</h2>"]
+    parts: list[str | None] = ["<h2>Clusters</h2>"]
     labelled = metrics[metrics["label_column"] != ""]
     note = ""
     if len(labelled):
@@ -294,7 +297,7 @@ def clusters_section(ctx: ReportContext) -> str | None:
         parts.append(_sizes_and_projection(store, clusters, methods))
         parts.append("<h3>Cluster montages</h3>")
         parts += [_montage(store, clusters, m, seed) for m in methods]
-    return "\n".join(p for p in parts if p)
+    return join_parts(parts)
 
 
 def probe_section(ctx: ReportContext) -> str | None:

@@ -120,8 +120,9 @@ class ReduceParams(BaseModel):
     input : str
         Store array to reduce, ``image`` first, the rest flattened (``cutouts``: 128 x 128
         cutouts become 16,384 features).
-    rows : {"kept", "all"}
-        Rows the PCA is fitted on and ``reduced`` holds: ``kept`` = the catalog's kept images.
+    rows : RowSelection
+        Rows the PCA is fitted on and its array holds (NaN elsewhere): ``kept`` (the
+        catalog's kept images), ``all``, or ``{table: ..., where: ...}``.
     n_components : int
         The galaxy notebook uses 25 (200 before its agglomerative clustering).
     method : {"randomized", "exact"}
@@ -187,11 +188,12 @@ class ClusterInput(BaseModel):
     ----------
     input : str
         Store array to cluster, ``image`` first (``reduced``: PCA components).
-    rows : {"kept", "all"}
-        ``kept``: the images the catalog kept (all rows when there is no catalog).
+    rows : RowSelection
+        ``kept``: the images the catalog kept (all rows when there is no catalog); ``all``;
+        or the rows of a table where a condition holds, ``{table: ..., where: ...}``.
     label_column : str, optional
-        A known class per image (a column of the ``images``, ``catalog`` or ``sources``
-        table) to report ARI and NMI against.
+        A known class per image, to report ARI and NMI against: a column of a table with one
+        row per image (``images`` first), or ``table.column``.
     silhouette_sample : int
         Above this many rows the silhouette uses a seeded sample of this size.
     """
@@ -320,10 +322,10 @@ class ProbeParams(BaseModel):
         Store arrays to probe, ``image`` first. The first is the one under test, the others
         are baselines it is compared with (default: ``embeddings`` against ``reduced``).
     label_column : str
-        The known class of each image: a column of the ``images``, ``catalog`` or ``sources``
-        table (see :func:`pipeline.features.matrix.row_labels`).
-    rows : {"kept", "all"}
-        ``kept``: the images the catalog kept (all rows when there is no catalog).
+        The known class of each image: a column of a table with one row per image, or
+        ``table.column`` (see :func:`pipeline.features.matrix.row_labels`).
+    rows : RowSelection
+        As for the cluster stages.
     shots : list of int or "all"
         Training examples per class; ``"all"`` (written as 0 in the table) is the whole
         training split. A value above the training examples of some class is skipped, with

@@ -3,7 +3,8 @@
 p-values, significant digits, aligned decimals and percentages are printed as a scientific
 table prints them, so that every section reads alike; text goes through :func:`escape`. A
 table or record a stage did not write reads as None or empty (:func:`read_optional_table`,
-:func:`read_optional_json`): the part that shows it then leaves itself out.
+:func:`read_optional_json`): the part that shows it then leaves itself out, returning None,
+and :func:`join_parts` joins the parts that are left.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -23,6 +24,7 @@ __all__ = [
     "escape",
     "format_p",
     "is_finite",
+    "join_parts",
     "p_phrase",
     "percent",
     "read_optional_json",
@@ -185,6 +187,27 @@ def slug(text: str) -> str:
         (none at the ends); ``"x"`` when nothing is left.
     """
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"
+
+
+def join_parts(parts: Iterable[str | None], sep: str = "\n") -> str | None:
+    """The optional parts of a page that have something to show, joined.
+
+    Parameters
+    ----------
+    parts : iterable of str or None
+        HTML fragments in page order; None (or an empty string) is a part with nothing to
+        show.
+    sep : str
+        Put between two consecutive parts that are kept.
+
+    Returns
+    -------
+    str or None
+        The parts that are neither None nor empty, joined with ``sep`` in their order; None
+        when no part is left.
+    """
+    shown = [p for p in parts if p is not None and p != ""]
+    return sep.join(shown) if shown else None
 
 
 def read_optional_table(store: RunStore, name: str) -> pd.DataFrame | None:

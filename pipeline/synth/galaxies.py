@@ -36,15 +36,19 @@ import pandas as pd
 from PIL import Image
 
 __all__ = [
+    "CORE_SOFTENING_PX",
     "GALAXY_CLASSES",
     "IMAGE_KINDS",
     "MANIFEST_FILENAME",
     "TRUTH_COLUMNS",
     "TRUTH_FILENAME",
     "GalaxyFractions",
+    "Sersic",
+    "draw_galaxy",
     "generate_galaxies",
     "load_truth",
     "render_galaxy_image",
+    "sersic_b",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -96,7 +100,7 @@ _STAMP_EXTENT_RE: Final = 8.0
 # as bright elliptical cores do in survey composites.
 _I_E_RANGE: Final = (0.05, 0.12)
 # Softening of the profile core, standing in for the PSF so n=4 cusps stay finite.
-_CORE_SOFTENING_PX: Final = 0.7
+CORE_SOFTENING_PX: Final = 0.7
 
 # Linear flux -> display mapping: an asinh stretch, as used for survey colour
 # composites, lifts faint outskirts while bright cores approach saturation.
@@ -161,7 +165,7 @@ class GalaxyFractions:
 
 
 @dataclass(frozen=True)
-class _Sersic:
+class Sersic:
     """One elliptical Sersic component; ``i_e`` is the linear flux at ``r_e``."""
 
     x: float
@@ -176,7 +180,7 @@ class _Sersic:
 
 @dataclass(frozen=True)
 class _Galaxy:
-    components: tuple[_Sersic, ...]
+    components: tuple[Sersic, ...]
     x: float
     y: float
     r_e: float
@@ -185,7 +189,8 @@ class _Galaxy:
     i_e: float
 
 
-def _sersic_b(n: float) -> float:
+def sersic_b(n: float) -> float:
+    """The Sersic profile's ``b_n`` for index ``n``: half the light lies within ``r_e``."""
     # Ciotti & Bertin (1999) asymptotic expansion; accurate to <1e-4 for n >= 0.5.
     return (
         2.0 * n
@@ -198,8 +203,8 @@ def _sersic_b(n: float) -> float:
 
 def _peak_over_i_e(n: float, r_e: float) -> float:
     """Central (softened) flux of a Sersic profile in units of its flux at ``r_e``."""
-    core = (_CORE_SOFTENING_PX / r_e) ** (1.0 / n)
-    return math.exp(_sersic_b(n) * (1.0 - core))
+    core = (CORE_SOFTENING_PX / r_e) ** (1.0 / n)
+    return math.exp(sersic_b(n) * (1.0 - core))
 
 
 def _stamp_bounds(x: float, y: float, extent: float, size: int) -> tuple[int, int, int, int]:
@@ -210,7 +215,7 @@ def _stamp_bounds(x: float, y: float, extent: float, size: int) -> tuple[int, in
     return r0, r1, c0, c1
 
 
-def _add_sersic(flux: FloatArray, comp: _Sersic) -> None:
+def _add_sersic(flux: FloatArray, comp: Sersic) -> None:
     size = flux.shape[0]
     r0, r1, c0, c1 = _stamp_bounds(comp.x, comp.y, _STAMP_EXTENT_RE * comp.r_e + 3.0, size)
     if r0 >= r1 or c0 >= c1:
@@ -221,9 +226,9 @@ def _add_sersic(flux: FloatArray, comp: _Sersic) -> None:
     cos_a, sin_a = math.cos(comp.angle_rad), math.sin(comp.angle_rad)
     u = dx * cos_a + dy * sin_a
     v = (dy * cos_a - dx * sin_a) / comp.q
-    r2 = u * u + v * v + _CORE_SOFTENING_PX**2
+    r2 = u * u + v * v + CORE_SOFTENING_PX**2
     # I(r) = I_e exp(-b_n((r/r_e)^(1/n) - 1)) on the softened elliptical radius.
-    profile = np.exp(-_sersic_b(comp.n) * ((r2 / comp.r_e**2) ** (0.5 / comp.n) - 1.0))
+    profile = np.exp(-sersic_b(comp.n) * ((r2 / comp.r_e**2) ** (0.5 / comp.n) - 1.0))
     flux[r0:r1, c0:c1] += profile[:, :, None] * (comp.i_e * np.asarray(comp.tint))
 
 
@@ -249,7 +254,7 @@ def _as_tint(values: FloatArray) -> tuple[float, float, float]:
     return (float(values[0]), float(values[1]), float(values[2]))
 
 
-def _draw_galaxy(
+def draw_galaxy(
     rng: np.random.Generator,
     galaxy_class: str,
     x: float,
@@ -258,11 +263,16 @@ def _draw_galaxy(
     i_e: float,
     r_e: float | None = None,
 ) -> _Galaxy:
+    """A random galaxy of ``galaxy_class`` centred at ``(x, y)`` (px), as Sersic components.
+
+    ``scale`` multiplies the drawn effective radius (unless ``r_e`` is given, in px) and
+    ``i_e`` the flux; the mosaic generator draws its galaxies with this too.
+    """
     if r_e is None:
         r_e = max(_MIN_RADIUS_PX, float(rng.uniform(*_RADIUS_RANGE_PX)) * scale)
     angle_deg = float(rng.uniform(0.0, 180.0))
     angle_rad = math.radians(angle_deg)
-    components: tuple[_Sersic, ...]
+    components: tuple[Sersic, ...]
     if galaxy_class in ("round", "elongated"):
         if galaxy_class == "round":
             ellipticity = float(rng.uniform(0.0, 0.15))
@@ -275,15 +285,15 @@ def _draw_galaxy(
         # An inclined, optically thin disc keeps its total light in a smaller area, so its
         # surface brightness rises as 1/q: edge-on discs are bright thin lines, not faint ones.
         i_comp = i_e / q if galaxy_class == "elongated" else i_e
-        components = (_Sersic(x, y, r_e, n, q, angle_rad, i_comp, tint),)
+        components = (Sersic(x, y, r_e, n, q, angle_rad, i_comp, tint),)
     elif galaxy_class == "disc_bulge":
         ellipticity = float(rng.uniform(0.3, 0.6))
         disc_tint = _as_tint(_jitter_tint(rng, _CLASS_TINTS["disc_bulge"]))
-        disc = _Sersic(x, y, r_e, 1.0, 1.0 - ellipticity, angle_rad, i_e, disc_tint)
+        disc = Sersic(x, y, r_e, 1.0, 1.0 - ellipticity, angle_rad, i_e, disc_tint)
         bulge_r_e = max(1.0, r_e * float(rng.uniform(0.15, 0.3)))
         # The bulge must outshine the disc centre to read as a distinct component.
         bulge_peak = i_e * _peak_over_i_e(1.0, r_e) * float(rng.uniform(1.0, 2.5))
-        bulge = _Sersic(
+        bulge = Sersic(
             x,
             y,
             bulge_r_e,
@@ -315,7 +325,7 @@ def _draw_companion(rng: np.random.Generator, galaxy: _Galaxy, scale: float) -> 
     """A second bright galaxy whose visible disc overlaps that of ``galaxy``."""
     galaxy_class = GALAXY_CLASSES[int(rng.integers(len(GALAXY_CLASSES)))]
     i_e = galaxy.i_e * float(rng.uniform(0.7, 1.3))
-    other = _draw_galaxy(rng, galaxy_class, 0.0, 0.0, scale, i_e)
+    other = draw_galaxy(rng, galaxy_class, 0.0, 0.0, scale, i_e)
     # Direction from the central galaxy, counter-clockwise from +x with y up.
     phi = float(rng.uniform(0.0, 2.0 * math.pi))
     reach = (_visible_extent(galaxy, phi), _visible_extent(other, phi + math.pi))
@@ -464,7 +474,7 @@ def render_galaxy_image(
         jitter_phi = float(rng.uniform(0.0, 2.0 * math.pi))
         gx = centre + jitter_r * math.cos(jitter_phi)
         gy = centre + jitter_r * math.sin(jitter_phi)
-        galaxy = _draw_galaxy(rng, galaxy_class, gx, gy, scale, float(rng.uniform(*_I_E_RANGE)))
+        galaxy = draw_galaxy(rng, galaxy_class, gx, gy, scale, float(rng.uniform(*_I_E_RANGE)))
         for comp in galaxy.components:
             _add_sersic(flux, comp)
         zones.append((gx, gy, _CLEAR_RADIUS_RE * galaxy.r_e))
@@ -502,7 +512,7 @@ def render_galaxy_image(
         pos = _place(rng, size, _CLEAR_RADIUS_RE * r_e + 1.0, zones)
         if pos is not None:
             n, q, angle, i_e = comp_params
-            _add_sersic(flux, _Sersic(pos[0], pos[1], r_e, n, q, angle, i_e, _as_tint(tint)))
+            _add_sersic(flux, Sersic(pos[0], pos[1], r_e, n, q, angle, i_e, _as_tint(tint)))
 
     sky = float(rng.uniform(*_SKY_RANGE)) * (1.0 + rng.normal(0.0, 0.05, 3))
     noise_sigma = float(rng.uniform(*_NOISE_SIGMA_RANGE))

@@ -44,11 +44,11 @@ import numpy.typing as npt
 import pandas as pd
 
 from pipeline.synth.galaxies import (
-    _CORE_SOFTENING_PX,
+    CORE_SOFTENING_PX,
     GALAXY_CLASSES,
-    _draw_galaxy,
-    _Sersic,
-    _sersic_b,
+    Sersic,
+    draw_galaxy,
+    sersic_b,
 )
 
 __all__ = [
@@ -144,7 +144,7 @@ class _Source:
     angle_deg: float
     ellipticity: float
     peak: float
-    components: tuple[_Sersic, ...]
+    components: tuple[Sersic, ...]
     bounds: tuple[int, int, int, int]
 
 
@@ -198,10 +198,10 @@ def _stamp_bounds(
     return r0, r1, c0, c1
 
 
-def _sersic_centre(comp: _Sersic) -> float:
+def _sersic_centre(comp: Sersic) -> float:
     """Value of one (softened) Sersic component at its own centre."""
-    b = _sersic_b(comp.n)
-    return comp.i_e * math.exp(-b * ((_CORE_SOFTENING_PX / comp.r_e) ** (1.0 / comp.n) - 1.0))
+    b = sersic_b(comp.n)
+    return comp.i_e * math.exp(-b * ((CORE_SOFTENING_PX / comp.r_e) ** (1.0 / comp.n) - 1.0))
 
 
 class _Grid:
@@ -300,7 +300,7 @@ def _catalogue(
             continue
 
         galaxy_class = GALAXY_CLASSES[int(class_index[i])]
-        galaxy = _draw_galaxy(morph_rng, galaxy_class, x, y, 1.0, 1.0, r_e=r_e)
+        galaxy = draw_galaxy(morph_rng, galaxy_class, x, y, 1.0, 1.0, r_e=r_e)
         # Rescale every component by one factor, which keeps the class's bulge/disc
         # ratio, so that the summed profile at the centre equals the drawn peak.
         scale = peak / sum(_sersic_centre(c) for c in galaxy.components)
@@ -370,11 +370,11 @@ def _stamp(source: _Source) -> FloatArray:
         cos_a, sin_a = math.cos(comp.angle_rad), math.sin(comp.angle_rad)
         u = dx * cos_a + dy * sin_a
         v = (dy * cos_a - dx * sin_a) / comp.q
-        r2 = u * u + v * v + _CORE_SOFTENING_PX**2
+        r2 = u * u + v * v + CORE_SOFTENING_PX**2
         # I(r) = I_e exp(-b_n((r/r_e)^(1/n) - 1)) on the softened elliptical radius,
         # exactly as in pipeline.synth.galaxies.
         stamp += comp.i_e * np.exp(
-            -_sersic_b(comp.n) * ((r2 / comp.r_e**2) ** (0.5 / comp.n) - 1.0)
+            -sersic_b(comp.n) * ((r2 / comp.r_e**2) ** (0.5 / comp.n) - 1.0)
         )
     return stamp
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -129,6 +130,7 @@ def run_embed(ctx: RunContext, params: EmbedParams) -> dict[str, int]:
         d,
     )
     t0 = time.perf_counter()
+    token = uuid.uuid4().hex[:8]
     try:
         futures = [
             client.submit(
@@ -144,7 +146,8 @@ def run_embed(ctx: RunContext, params: EmbedParams) -> dict[str, int]:
                 params.batch_size,
                 resources=resources,
                 pure=False,
-                key=f"embed-{ref.short}-{start}",
+                # A fresh token: a key still held from an earlier, failed run is cancelled.
+                key=f"embed-{ref.short}-{start}-{token}",
             )
             for start, stop in bounds
         ]

@@ -10,6 +10,7 @@ from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table
 from pipeline.report.context import ReportContext
 from pipeline.report.figures import new_figure, png_bytes, table_html
+from pipeline.report.format import join_parts
 from pipeline.workflows.embed.spec import embed_outputs, encoder_outputs
 
 __all__ = ["embed_section"]
@@ -108,10 +109,11 @@ def _agreement(store: RunStore, arrays: Sequence[str]) -> str | None:
 def embed_section(ctx: ReportContext) -> str | None:
     """Training, inference and clustering-agreement parts (None when no encoder was used)."""
     embeds = ctx.steps("embed")
-    parts = [
-        *(_training(ctx, s) for s in ctx.steps("train_encoder")),
-        *(_inference(ctx.store, s) for s in embeds),
-        _agreement(ctx.store, [embed_outputs(s).array for s in embeds]),
-    ]
-    shown = [p for p in parts if p is not None]
-    return "\n".join(["<h2>Learned embeddings</h2>", *shown]) if shown else None
+    body = join_parts(
+        [
+            *(_training(ctx, s) for s in ctx.steps("train_encoder")),
+            *(_inference(ctx.store, s) for s in embeds),
+            _agreement(ctx.store, [embed_outputs(s).array for s in embeds]),
+        ]
+    )
+    return None if body is None else "\n".join(["<h2>Learned embeddings</h2>", body])

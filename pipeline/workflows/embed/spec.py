@@ -99,7 +99,8 @@ class TrainEncoderParams(BaseModel):
     ----------
     input : str
         Image array, ``(image, y, x[, channel])``.
-    rows : {"kept", "all"}
+    rows : RowSelection
+        The images trained on (as for the feature stages: ``kept``, ``all`` or a table's).
     arch : {"resnet18", "resnet_small"}
         ``resnet_small`` (16-128 channels, one block per stage) trains on a CPU in minutes.
     input_size : int
@@ -152,8 +153,8 @@ class EmbedParams(BaseModel):
     ----------
     input : str
         Image array to embed, ``(image, y, x[, channel])`` (``cutouts``, ``images``).
-    rows : {"kept", "all"}
-        ``kept``: the images the catalog kept; the other rows of ``embeddings`` are NaN.
+    rows : RowSelection
+        The images embedded (``kept``: the catalog's kept ones); the other rows are NaN.
     encoder : str
         The ``train_encoder`` step whose latest checkpoint is used when ``checkpoint`` is
         unset (default: the step ``train_encoder``).

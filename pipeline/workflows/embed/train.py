@@ -17,6 +17,7 @@ import logging
 import math
 import queue
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -364,7 +365,7 @@ def run_train_encoder(ctx: RunContext, params: TrainEncoderParams) -> dict[str, 
         allow_other_workers=True,
         resources=task_resources(workers),
         pure=False,
-        key=f"train-encoder-{train_key}",
+        key=f"train-encoder-{train_key}-{uuid.uuid4().hex[:8]}",
     )
     try:
         while True:

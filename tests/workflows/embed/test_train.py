@@ -131,3 +131,51 @@ def test_bad_input_stops_before_training(client: Client, tmp_path: Path) -> None
     with pytest.raises(StoreError, match="array 'images' is not in"):
         run_train_encoder(RunContext(store, client), TrainEncoderParams(input="images", **SMALL))  # type: ignore[arg-type]
     assert not store.exists(LATEST) and not store.exists("tables/training_loss.parquet")
+
+
+def test_two_encoders_in_one_job_each_write_and_embed_under_their_step(
+    client: Client, tmp_path: Path
+) -> None:
+    """Two train_encoder steps and an embed step per encoder: nothing is shared or lost."""
+    from pipeline.core.jobs import build_job
+    from pipeline.core.runner import run_job
+
+    store = make_store(tmp_path / "run", textures(12, 64, seed=2))
+    small = {"arch": "resnet_small", "input_size": 64, "batch_size": 6, "epochs": 1}
+    spec = {
+        "name": "two-encoders",
+        "store": store.url,
+        "stages": [
+            {"stage": "train_encoder", "params": small},
+            {"stage": "train_encoder", "name": "wide", "params": {**small, "projection_dim": 32}},
+            {"stage": "embed", "params": {"rows": "all"}},
+            {"stage": "embed", "name": "wide_features", "params": {"encoder": "wide"}},
+            {
+                "stage": "kmeans",
+                "name": "kmeans_wide",
+                "params": {"input": "wide_features", "k": 2},
+            },
+        ],
+    }
+    summary = run_job(build_job(spec), client=client)
+    assert summary.ran == ["train_encoder", "wide", "embed", "wide_features", "kmeans_wide"]
+    assert summary.counts["wide"]["final_loss"] > 0  # a number, not an int in disguise
+    default, wide = store.read_json(LATEST), store.read_json("models/wide.json")
+    assert default["checkpoint"].startswith("encoder-") and wide["checkpoint"].startswith("wide-")
+    assert store.exists(f"models/{default['checkpoint']}") and store.exists(
+        f"models/{wide['checkpoint']}"
+    )
+    assert len(read_table(store, "wide_training_loss", schema="training_loss")) == 1
+    assert store.exists("models/wide_training_loss.csv") and store.exists(LOSS_CSV)
+    # Each embedding used its own encoder, under its own array and dimension.
+    ds = store.open_dataset()
+    assert ds["embeddings"].dims == ("image", "feature")
+    assert ds["wide_features"].dims == ("image", "wide_features_feature")
+    assert store.read_json("models/embed.json")["digest"] == default["digest"]
+    assert store.read_json("models/wide_features.json")["digest"] == wide["digest"]
+    metrics = read_table(store, "cluster_metrics").set_index("method")
+    assert metrics.loc["kmeans_wide", "space"] == "wide_features (128 features)"
+    # An embed step naming no encoder of the job is refused before anything runs.
+    spec["stages"][3]["params"] = {"encoder": "nope"}  # type: ignore[index]
+    with pytest.raises(Exception, match="'nope' is not a train_encoder step of this job"):
+        build_job(spec)

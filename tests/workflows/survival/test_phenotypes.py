@@ -13,11 +13,8 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 from sklearn.metrics import silhouette_score
 
-from pipeline.compute.replicates import percentile_interval, replicate_seeds, run_replicates
-from pipeline.core.cluster_config import LocalClusterConfig
-from pipeline.core.runtime import cluster_client
+from pipeline.compute.replicates import replicate_seeds, run_replicates
 from pipeline.errors import ParameterError
-from pipeline.workflows.survival.cox import concordance_replicate
 from pipeline.workflows.survival.phenotypes import (
     PhenotypeParams,
     cluster_phenotypes,
@@ -140,12 +137,6 @@ def test_bootstrap_count_does_not_depend_on_batching_or_cluster(client: Client) 
     assert replicate_seeds(3, 4, stream=1) != replicate_seeds(3, 4)
 
 
-def test_percentile_interval_ignores_undefined_replicates() -> None:
-    lo, hi = percentile_interval([1.0, 2.0, 3.0, float("nan")], alpha=0.0)
-    assert (lo, hi) == (1.0, 3.0)
-    assert np.isnan(percentile_interval([float("nan")])[0])
-
-
 def test_weights_make_a_weighted_mean_of_the_covariates() -> None:
     numeric = np.array([[0.0], [10.0]])
     categorical = np.array([[0], [1]])
@@ -167,18 +158,3 @@ def test_phenotypes_that_merely_reproduce_a_category_are_named() -> None:
     assert coinciding_covariates(frame, covs, mixed) == []
     with pytest.raises(ParameterError, match="not clustered covariates"):
         cluster_phenotypes(frame, covs, PhenotypeParams(weights={"grade": 0.5}))
-
-
-@pytest.mark.slow
-def test_the_same_bootstrap_twice_on_a_process_cluster() -> None:
-    # Re-scattering identical data used to reuse a key the scheduler was still releasing, and
-    # the second bootstrap failed with "lost dependencies".
-    rng = np.random.default_rng(0)
-    payload = (rng.exponential(size=80), rng.integers(0, 2, 80), rng.normal(size=80))
-    seeds = replicate_seeds(0, 20)
-    expected = run_replicates(None, concordance_replicate, payload, seeds)
-    cfg = LocalClusterConfig(workers=2, threads_per_worker=1, dashboard_address=":0")
-    with cluster_client(cfg) as cl:
-        for _ in range(3):
-            got = run_replicates(cl, concordance_replicate, payload, seeds, per_task=5)
-            assert got == expected
