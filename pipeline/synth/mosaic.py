@@ -373,9 +373,7 @@ def _stamp(source: _Source) -> FloatArray:
         r2 = u * u + v * v + CORE_SOFTENING_PX**2
         # I(r) = I_e exp(-b_n((r/r_e)^(1/n) - 1)) on the softened elliptical radius,
         # exactly as in pipeline.synth.galaxies.
-        stamp += comp.i_e * np.exp(
-            -sersic_b(comp.n) * ((r2 / comp.r_e**2) ** (0.5 / comp.n) - 1.0)
-        )
+        stamp += comp.i_e * np.exp(-sersic_b(comp.n) * ((r2 / comp.r_e**2) ** (0.5 / comp.n) - 1.0))
     return stamp
 
 

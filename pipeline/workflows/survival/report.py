@@ -32,6 +32,7 @@ from pipeline.report.format import (
     escape,
     format_p,
     is_finite,
+    join_parts,
     p_phrase,
     percent,
     read_optional_json,
@@ -208,9 +209,11 @@ _KM_HOWTO = (
 )
 
 
-def _km_part(store: RunStore, unit: str) -> str:
+def _km_part(store: RunStore, unit: str) -> str | None:
     body = km_set_html(store, "", unit)
-    return "\n".join(["<h3>Kaplan-Meier survival</h3>", _KM_HOWTO, body]) if body else ""
+    if body is None:
+        return None
+    return "\n".join(["<h3>Kaplan-Meier survival</h3>", _KM_HOWTO, body])
 
 
 # -- c. Cox -------------------------------------------------------------------------------------
@@ -310,7 +313,7 @@ def _references(variables: Sequence[str], covs: dict[str, Covariate]) -> str:
     return "; ".join(refs)
 
 
-def _concordance_text(store: RunStore) -> str:
+def _concordance_text(store: RunStore) -> str | None:
     m = metric_rows(store, "cox_multivariate", "development")
     parts = []
     if "concordance" in m:
@@ -328,20 +331,20 @@ def _concordance_text(store: RunStore) -> str:
         parts.append(
             f"Global proportional-hazards test: {p_phrase(float(m['ph_global_p']['value']))}."
         )
-    return f"<p>{' '.join(parts)}</p>" if parts else ""
+    return f"<p>{' '.join(parts)}</p>" if parts else None
 
 
-def _cox_part(store: RunStore, record: CohortRecord) -> str:
+def _cox_part(store: RunStore, record: CohortRecord) -> str | None:
     uni, multi = (
         read_optional_table(store, "cox_univariate"),
         read_optional_table(store, "cox_multivariate"),
     )
     if uni is None and multi is None:
-        return ""
+        return None
     model = read_optional_json(store, "models/cox.json")
     level = round(100 * (1 - float(model.get("alpha", 0.05))))
     covs = covariates_by_name(record)
-    parts = [
+    parts: list[str | None] = [
         "<h3>Cox proportional-hazards models</h3>",
         "<p>A hazard ratio (HR) compares the instantaneous risk of the event: HR 2 means twice "
         "the risk at any time, HR 0.5 half. For a number it is per unit increase; for a category "
@@ -398,7 +401,7 @@ def _cox_part(store: RunStore, record: CohortRecord) -> str:
             "intervals, on a log scale; right of the dashed line (HR 1) means higher risk."
             f"{ref_text}</p>",
         ]
-    return "\n".join(p for p in parts if p)
+    return join_parts(parts)
 
 
 # -- the section --------------------------------------------------------------------------------
@@ -431,13 +434,14 @@ def survival_section(ctx: ReportContext) -> str | None:
         )
     dev = records["development"]
     unit = dev.params.time_unit
-    parts = [
-        "<h2>Survival analysis</h2>",
-        _cohort_part(store, records),
-        _km_part(store, unit),
-        _cox_part(store, dev),
-        phenotype_part(store, dev, unit),
-        classifier_part(store),
-        validation_part(store, records, unit),
-    ]
-    return "\n".join(p for p in parts if p)
+    return join_parts(
+        [
+            "<h2>Survival analysis</h2>",
+            _cohort_part(store, records),
+            _km_part(store, unit),
+            _cox_part(store, dev),
+            phenotype_part(store, dev, unit),
+            classifier_part(store),
+            validation_part(store, records, unit),
+        ]
+    )

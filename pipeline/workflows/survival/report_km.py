@@ -133,9 +133,13 @@ def _median_cells(summary: pd.DataFrame | None, group: str) -> list[str]:
 
 def _km_summary_table(
     summary: pd.DataFrame | None, times: pd.DataFrame | None, groups: list[str], unit: str
-) -> str:
+) -> str | None:
+    """Patients, events, median and survival at fixed times per group.
+
+    None when there is neither a summary nor a times table.
+    """
     if summary is None and times is None:
-        return ""
+        return None
     points = sorted(set(times["time"].astype(float))) if times is not None else []
     header = ["group", "patients", "events", f"median survival, {unit} (CI)"]
     header += [f"survival at {time_point(t, unit)} (CI)" for t in points]
@@ -212,13 +216,15 @@ def _km_grouping(
         )
         png, alt = _km_figure(curves, groups, sizes, title, unit)
         parts.append(figure_html(store, name, png, alt))
-    parts.append(_km_summary_table(summary, times, groups, unit))
+    table = _km_summary_table(summary, times, groups, unit)
+    if table is not None:
+        parts.append(table)
     if logrank is not None:
         parts.append(_logrank_table(logrank))
-    return "\n".join(p for p in parts if p)
+    return "\n".join(parts)
 
 
-def km_set_html(store: RunStore, prefix: str, unit: str, cohort: str = "") -> str:
+def km_set_html(store: RunStore, prefix: str, unit: str, cohort: str = "") -> str | None:
     """Every grouping of the KM tables ``<prefix>km_*`` (prefix "", phenotype_, validation_).
 
     Parameters
@@ -236,9 +242,9 @@ def km_set_html(store: RunStore, prefix: str, unit: str, cohort: str = "") -> st
 
     Returns
     -------
-    str
+    str or None
         HTML, per grouping (``group_column``): a heading with the log-rank p-value, the
-        curves with numbers at risk, the summary table and the log-rank tests. ``""`` when
+        curves with numbers at risk, the summary table and the log-rank tests. None when
         none of the tables was written.
     """
     tables = {
@@ -252,7 +258,7 @@ def km_set_html(store: RunStore, prefix: str, unit: str, cohort: str = "") -> st
     }
     present = [t for t in tables.values() if t is not None]
     if not present:
-        return ""
+        return None
     columns = list(dict.fromkeys(str(c) for t in present for c in t["group_column"]))
     return "\n".join(
         _km_grouping(store, tables, col, f"survival_{prefix}km_{i}_{slug(col)}.png", unit, cohort)

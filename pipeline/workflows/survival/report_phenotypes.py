@@ -21,6 +21,7 @@ from pipeline.report.figures import figure_html, new_figure, png_bytes, table_ht
 from pipeline.report.format import (
     escape,
     is_finite,
+    join_parts,
     percent,
     read_optional_json,
     read_optional_table,
@@ -151,7 +152,11 @@ def _heatmap_png(mat: pd.DataFrame, phenos: list[int]) -> bytes:
     return png_bytes(fig)
 
 
-def _phenotype_intro(store: RunStore, sel: pd.DataFrame | None) -> str:
+def _phenotype_intro(store: RunStore, sel: pd.DataFrame | None) -> str | None:
+    """How the phenotypes were found, their bootstrap interval, numbering and weights.
+
+    None when ``models/phenotypes.json``, the selection and the metrics say none of these.
+    """
     params = read_optional_json(store, "models/phenotypes.json")
     k = params.get("k")
     if k is None and sel is not None and sel["chosen"].any():
@@ -188,10 +193,10 @@ def _phenotype_intro(store: RunStore, sel: pd.DataFrame | None) -> str:
             f"phenotypes are numbered by survival at {time_point(float(horizon), unit)}: "
             "phenotype 1 has the best"
         )
-    intro = f"<p>{'; '.join(text)}.</p>" if text else ""
+    paragraphs = [f"<p>{'; '.join(text)}.</p>"] if text else []
     coincide = [str(c) for c in params.get("coincides_with") or []]
     if coincide:
-        intro += (
+        paragraphs.append(
             "<p><b>Note:</b> the phenotypes coincide with the levels of "
             f"{escape(', '.join(coincide))} (each phenotype holds patients of one level only), "
             "so they say no more than that "
@@ -202,11 +207,11 @@ def _phenotype_intro(store: RunStore, sel: pd.DataFrame | None) -> str:
     weights = params.get("weights") or {}
     if weights:
         shown = ", ".join(f"{escape(k)} {float(v):g}" for k, v in weights.items())
-        intro += f"<p>Covariate weights in the distance (others 1): {shown}.</p>"
-    return intro
+        paragraphs.append(f"<p>Covariate weights in the distance (others 1): {shown}.</p>")
+    return join_parts(paragraphs, sep="")
 
 
-def phenotype_part(store: RunStore, record: CohortRecord, unit: str) -> str:
+def phenotype_part(store: RunStore, record: CohortRecord, unit: str) -> str | None:
     """Part d: the phenotypes, how their number was chosen, their profiles and survival.
 
     Parameters
@@ -221,17 +226,17 @@ def phenotype_part(store: RunStore, record: CohortRecord, unit: str) -> str:
 
     Returns
     -------
-    str
-        HTML fragment; ``""`` when the phenotype stages wrote none of these.
+    str or None
+        HTML fragment; None when the phenotype stages wrote none of these.
     """
     sel, prof = (
         read_optional_table(store, "phenotype_selection"),
         read_optional_table(store, "phenotypes"),
     )
     km = km_set_html(store, "phenotype_", unit)
-    if sel is None and prof is None and not km and not store.exists("models/phenotypes.json"):
-        return ""
-    parts = ["<h3>Phenotypes</h3>", _phenotype_intro(store, sel)]
+    if sel is None and prof is None and km is None and not store.exists("models/phenotypes.json"):
+        return None
+    parts: list[str | None] = ["<h3>Phenotypes</h3>", _phenotype_intro(store, sel)]
     if sel is not None:
         parts += [
             figure_html(store, "survival_phenotype_selection.png", _selection_png(sel), "k"),
@@ -256,12 +261,12 @@ def phenotype_part(store: RunStore, record: CohortRecord, unit: str) -> str:
             "red where a phenotype is higher than the others, blue where lower; the printed "
             "numbers are the phenotype's means or shares.</p>",
         ]
-    if km:
+    if km is not None:
         parts += [
             "<h4>Survival by phenotype</h4><p>Read as the Kaplan-Meier curves above.</p>",
             km,
         ]
-    return "\n".join(p for p in parts if p)
+    return join_parts(parts)
 
 
 # -- e. classifiers -----------------------------------------------------------------------------
@@ -297,8 +302,12 @@ def _classifier_table(metrics: pd.DataFrame) -> str:
     return table_html(header, body)
 
 
-def _comparison_text(metrics: pd.DataFrame) -> str:
-    """Direct classifier against the phenotype route on the survival target, in words."""
+def _comparison_text(metrics: pd.DataFrame) -> str | None:
+    """Direct classifier against the phenotype route on the survival target, in words.
+
+    None when no survival target has a direct classifier and its phenotype route scored on
+    the same measure (accuracy or AUC).
+    """
     sentences = []
     for target in dict.fromkeys(t for t in metrics["target"].astype(str) if t != "phenotype"):
         rows = metrics[metrics["target"] == target]
@@ -326,7 +335,7 @@ def _comparison_text(metrics: pd.DataFrame) -> str:
                     f"Predicting whether a patient is {_target_label(target)} with a "
                     f"{_model_label(algo)}: " + "; ".join(said) + "."
                 )
-    return f"<p>{escape(' '.join(sentences))}</p>" if sentences else ""
+    return f"<p>{escape(' '.join(sentences))}</p>" if sentences else None
 
 
 def _class_order(values: Sequence[Any]) -> list[str]:
@@ -399,7 +408,7 @@ def _importance_png(imp: pd.DataFrame) -> bytes:
     return png_bytes(fig)
 
 
-def classifier_part(store: RunStore) -> str:
+def classifier_part(store: RunStore) -> str | None:
     """Part e: how well classifiers recognise the phenotypes and predict survival.
 
     Parameters
@@ -410,15 +419,15 @@ def classifier_part(store: RunStore) -> str:
 
     Returns
     -------
-    str
-        HTML fragment; ``""`` when none of those tables was written.
+    str or None
+        HTML fragment; None when none of those tables was written.
     """
     metrics = read_optional_table(store, "classifier_metrics")
     conf = read_optional_table(store, "classifier_confusion")
     imp = read_optional_table(store, "classifier_importance")
     if metrics is None and conf is None and imp is None:
-        return ""
-    parts = [
+        return None
+    parts: list[str | None] = [
         "<h3>Recognising phenotypes and predicting survival</h3>",
         "<p>Classifiers learn, from the covariates alone, either a patient's phenotype or "
         "whether the patient is alive at the horizon; they are scored on patients left out of "
@@ -444,19 +453,19 @@ def classifier_part(store: RunStore) -> str:
             "covariate causes the outcome.</p>",
             figure_html(store, "survival_importance.png", _importance_png(imp), "importance"),
         ]
-    return "\n".join(p for p in parts if p)
+    return join_parts(parts)
 
 
 # -- f. external validation ---------------------------------------------------------------------
 
 
-def _validation_metrics_table(store: RunStore) -> str:
+def _validation_metrics_table(store: RunStore) -> str | None:
     metrics = read_optional_table(store, "survival_metrics")
     if metrics is None:
-        return ""
+        return None
     val = metrics[metrics["cohort"] == "validation"]
     if not len(val):
-        return ""
+        return None
     body = []
     for r in val.to_dict("records"):
         dev = metric_rows(store, str(r["analysis"]), "development").get(str(r["metric"]))
@@ -477,7 +486,7 @@ def _validation_metrics_table(store: RunStore) -> str:
     )
 
 
-def validation_part(store: RunStore, records: dict[str, CohortRecord], unit: str) -> str:
+def validation_part(store: RunStore, records: dict[str, CohortRecord], unit: str) -> str | None:
     """Part f: the external cohort, its survival by phenotype and how the models transport.
 
     Parameters
@@ -492,26 +501,26 @@ def validation_part(store: RunStore, records: dict[str, CohortRecord], unit: str
 
     Returns
     -------
-    str
-        HTML fragment; ``""`` without a validation cohort, its curves or its metrics.
+    str or None
+        HTML fragment; None without a validation cohort, its curves or its metrics.
     """
     km = km_set_html(store, "validation_", unit, "External cohort")
     metrics = _validation_metrics_table(store)
     val = records.get("validation")
-    if val is None and not km and not metrics:
-        return ""
-    parts = ["<h3>External validation</h3>"]
+    if val is None and km is None and metrics is None:
+        return None
+    parts: list[str | None] = ["<h3>External validation</h3>"]
     if val is not None:
         share = f"{percent(val.events / val.n)} of patients" if val.n else "-"
         parts.append(
             f"<p>{val.n} external patients, {val.events} events ({share}); each was assigned "
             "the phenotype the classifier trained on the development cohort predicts.</p>"
         )
-    if km:
+    if km is not None:
         parts += [
             "<p>If the phenotypes carry over, the external curves are ordered as in the "
             "development cohort (phenotype 1 best).</p>",
             km,
         ]
     parts.append(metrics)
-    return "\n".join(p for p in parts if p)
+    return join_parts(parts)
