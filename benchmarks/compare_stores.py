@@ -8,13 +8,15 @@ the old code and with the new one, then ::
 Compared, per store: every table (``tables/*.parquet``: the same tables, columns and values),
 every array of ``store.zarr`` (shape, dtype, values) and every fitted model
 (``models/*.npz``). Wall-time columns (``seconds``) are left out. Floats are compared exactly
-unless ``--rtol`` is given. Exit status 0 when everything is equal, 1 otherwise.
+unless ``--rtol`` is given, also inside JSON text (a table's ``params`` record, a model's
+metadata). Exit status 0 when everything is equal, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -42,6 +44,27 @@ def _equal(a: np.ndarray, b: np.ndarray, rtol: float) -> bool:
     return bool(np.array_equal(a, b))
 
 
+def _same_json(x: object, y: object, rtol: float) -> bool:
+    """Parsed JSON values equal, numbers within ``rtol`` (e.g. an inertia in a params record)."""
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(_same_json(x[k], y[k], rtol) for k in x)
+    if isinstance(x, list) and isinstance(y, list):
+        return len(x) == len(y) and all(_same_json(u, v, rtol) for u, v in zip(x, y, strict=True))
+    numbers = (int, float)
+    if isinstance(x, numbers) and isinstance(y, numbers) and not isinstance(x, bool):
+        return bool(np.isclose(x, y, rtol=rtol, atol=0, equal_nan=True)) if rtol else x == y
+    return x == y
+
+
+def _same_text(x: str, y: str, rtol: float) -> bool:
+    if x == y:
+        return True
+    try:
+        return _same_json(json.loads(x), json.loads(y), rtol)
+    except ValueError:
+        return False
+
+
 def _tables(a: Path, b: Path, rtol: float) -> list[str]:
     diffs = []
     names_a = {p.stem for p in (a / "tables").glob("*.parquet")}
@@ -64,7 +87,7 @@ def _tables(a: Path, b: Path, rtol: float) -> list[str]:
             if va.dtype.kind in "fc" and vb.dtype.kind in "fc":
                 same = _equal(va.astype(float), vb.astype(float), rtol)
             else:
-                same = [str(x) for x in va] == [str(x) for x in vb]
+                same = all(_same_text(str(x), str(y), rtol) for x, y in zip(va, vb, strict=True))
             if not same:
                 diffs.append(f"table {name}: column {col} differs")
     return diffs
@@ -100,6 +123,9 @@ def _models(a: Path, b: Path, rtol: float) -> list[str]:
             for key in sorted(set(da.files) | set(db.files)):
                 if key not in da.files or key not in db.files:
                     diffs.append(f"model {pa.name}: {key} only in one")
+                elif da[key].dtype.kind == "U" and db[key].dtype.kind == "U":
+                    if not _same_text(str(da[key]), str(db[key]), rtol):
+                        diffs.append(f"model {pa.name}: {key} differs")
                 elif not _equal(da[key], db[key], rtol):
                     diffs.append(f"model {pa.name}: {key} differs")
     return diffs

@@ -291,11 +291,17 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: int) -> None:
+#: The commands that start or reach a Dask cluster.
+_CLUSTER_COMMANDS = ("ingest", "run", "train-encoder")
+
+
+def _setup_logging(verbose: int, command: str) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if command not in _CLUSTER_COMMANDS:
+        return  # validating, listing or reporting needs no cluster: no need to import Dask
     # Dask's own loggers are chatty at INFO (every worker start and stop): show them with -vv.
     # distributed sets its levels when first imported, so import it before overriding them.
     import distributed  # noqa: F401
@@ -539,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipeline`` console script; returns the exit code."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(getattr(args, "verbose", 0))
+    _setup_logging(getattr(args, "verbose", 0), args.command)
     try:
         if args.command == "ingest":
             return _cmd_ingest(args)

@@ -59,7 +59,11 @@ def _reduce_part(ctx: ReportContext, step: str) -> str | None:
             f"<p>{len(ev)} components explain {100 * total:.1f}% of the variance; the "
             f"projections are <code>{html.escape(out.array)} (image, {html.escape(out.dim)})"
             f"</code>, the basis <code>models/{html.escape(out.model)}.npz</code>.</p>",
-            ctx.figure(png, png_bytes(fig), f"explained variance of {step}"),
+            ctx.figure(
+                png,
+                png_bytes(fig),
+                "explained variance" + ("" if step == "reduce" else f" of {step}"),
+            ),
         ]
     )
 

@@ -44,7 +44,7 @@ def _training(ctx: ReportContext, step: str) -> str | None:
             f"{int(last['epoch'])}. Checkpoint <code>models/"
             f"{html.escape(str(pointer.get('checkpoint', '')))}</code>; per-epoch loss in "
             f"<code>{html.escape(out.loss_csv)}</code>.</p>",
-            ctx.figure(png, png_bytes(fig), f"training loss of {step}"),
+            ctx.figure(png, png_bytes(fig), "training loss" + named),
         ]
     )
 
