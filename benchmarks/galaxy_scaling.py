@@ -52,8 +52,17 @@ def _env(pythonpath: Path | None) -> dict[str, str]:
     return env
 
 
-def _pipeline(args: list[str], env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "-m", "pipeline", *args], check=True, env=env)
+def _pipeline(args: list[str], env: dict[str, str], cwd: Path) -> None:
+    # Run outside the checkout: `python -m` puts the working folder first on sys.path, which
+    # would shadow --pythonpath.
+    subprocess.run([sys.executable, "-m", "pipeline", *args], check=True, env=env, cwd=cwd)
+
+
+def _which(env: dict[str, str], cwd: Path) -> str:
+    """The pipeline package the runs import."""
+    code = "import pipeline; print(pipeline.__file__)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True)
+    return out.stdout.decode().strip()
 
 
 def _job(workdir: Path, n: int) -> Path:
@@ -88,22 +97,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workdir, own = open_workdir(args.workdir, "pipeline-scaling-")
     env = _env(args.pythonpath)
-    where = args.pythonpath or ROOT
-    print(f"measuring {where}: " + version(["pipeline/features/matrix.py"]) if where == ROOT else
-          f"measuring {where}", flush=True)  # fmt: skip
+    where = _which(env, workdir)
+    stamp = version(["pipeline/features/matrix.py"]) if args.pythonpath is None else "given"
+    print(f"measuring {where} ({stamp})", flush=True)
     res = Results()
     seconds: dict[int, dict[str, float]] = {}
     rows: dict[int, int] = {}
     for n in args.sizes:
         data = workdir / f"galaxies{n}"
         if not (data / "manifest.csv").exists():
-            _pipeline(["synth", "galaxies", str(data), "--count", str(n), "--seed", "0"], env)
+            synth = ["synth", "galaxies", str(data), "--count", str(n), "--seed", "0"]
+            _pipeline(synth, env, workdir)
         job = _job(workdir, n)
         shutil.rmtree(workdir / f"run{n}", ignore_errors=True)
         _pipeline(
             ["run", str(job), "--workers", "2", "--threads-per-worker", "1",
              "--dashboard-address", ":0", "-q"],
             env,
+            workdir,
         )  # fmt: skip
         manifest = json.loads((workdir / f"run{n}" / "manifest.json").read_text())
         seconds[n] = {s: float(manifest["stages"][s]["seconds"]) for s in STAGES}
