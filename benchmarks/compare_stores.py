@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
-#: Columns holding wall times, which differ between any two runs.
+#: Columns (and arrays) left out: wall times differ between any two runs; ``--ignore`` adds.
 TIMING_COLUMNS = {"seconds"}
 
 
@@ -103,7 +103,7 @@ def _arrays(a: Path, b: Path, rtol: float) -> list[str]:
     names_a, names_b = set(ga.array_keys()), set(gb.array_keys())
     diffs = [f"array {n}: only in the first" for n in sorted(names_a - names_b)]
     diffs += [f"array {n}: only in the second" for n in sorted(names_b - names_a)]
-    for name in sorted(names_a & names_b):
+    for name in sorted((names_a & names_b) - TIMING_COLUMNS):
         xa, xb = ga[name], gb[name]
         if xa.shape != xb.shape or xa.dtype != xb.dtype:
             diffs.append(f"array {name}: {xa.shape} {xa.dtype} != {xb.shape} {xb.dtype}")
@@ -136,7 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("first", type=Path, help="a run store, or a folder of run stores")
     parser.add_argument("second", type=Path)
     parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance of floats")
+    parser.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave out this table column or array (e.g. `source`: the input files' absolute "
+        "paths, which differ between two checkouts); repeatable",
+    )
     args = parser.parse_args(argv)
+    TIMING_COLUMNS.update(args.ignore)
     first, second = _stores(args.first), _stores(args.second)
     different = False
     for name in sorted(set(first) | set(second)):

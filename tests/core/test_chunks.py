@@ -3,6 +3,7 @@ it, a rerun writes only the chunks without a marker, and a new configuration sta
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,15 @@ N, PER_CHUNK = 10, 4
 def square_chunk(
     store: RunStore, index: int, start: int, stop: int, fail_at: int
 ) -> dict[str, Any]:
-    """A chunk task: write rows start..stop of `squares` as their index squared."""
+    """A chunk task: write rows start..stop of `squares` as their index squared.
+
+    Chunk ``fail_at`` fails, once the other chunks have finished (or after a second, when
+    they run one after the other here): then no task is still writing when the run stops.
+    """
     if index == fail_at:
+        deadline = time.monotonic() + 1.0
+        while len(store.done_markers("squares")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         raise RuntimeError(f"chunk {index} fails")
     block = np.arange(start, stop, dtype=np.float32)[:, None] ** 2 * np.ones((1, 3), np.float32)
     write_block(store, "squares", start, block)
