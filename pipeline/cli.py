@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.errors import (
+    ClusterError,
     CohortError,
     CollectionMismatchError,
     IngestError,
@@ -76,6 +77,12 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tls-cert", help="client certificate for a tls:// scheduler")
     g.add_argument("--tls-key", help="client key for a tls:// scheduler")
     g.add_argument(
+        "--worker-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long to wait for a scheduler's first worker (default 300)",
+    )
+    g.add_argument(
         "--performance-report",
         metavar="PATH",
         help="save Dask's HTML performance report of the run here",
@@ -97,6 +104,14 @@ def _add_set_option(
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="if another run is using the store, wait up to this long for it (default 0: "
+        "stop at once, exit 2, naming that run)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug) on stderr"
@@ -104,7 +119,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 _LOCAL_OPTIONS = ("workers", "threads_per_worker", "memory_limit", "dashboard_address")
-_ADDRESS_OPTIONS = ("tls_ca_file", "tls_cert", "tls_key")
+_ADDRESS_OPTIONS = ("tls_ca_file", "tls_cert", "tls_key", "worker_timeout")
 
 
 def _cluster_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Any:
@@ -337,6 +352,7 @@ def _cmd_run(args: argparse.Namespace, job: Any) -> int:
             progress=bars,
             performance_report=args.performance_report,
             on_start=announce,
+            lock_wait=args.wait,
         )
     except StageError as exc:
         bars.close()
@@ -344,7 +360,9 @@ def _cmd_run(args: argparse.Namespace, job: Any) -> int:
             f"{exc}\n  (recorded in {store.path('manifest.json')}; fix it and run again: "
             "completed stages are skipped)"
         )
-        return EXIT_FAILED
+        # Bad inputs found by the stage itself (e.g. mixed shapes without a policy) are the
+        # user's to fix, as when a preflight finds them: exit 2, like every bad-input error.
+        return EXIT_USAGE if isinstance(exc.__cause__, _INPUT_ERRORS) else EXIT_FAILED
     finally:
         bars.close()
     print(f"Job {job.spec.name!r} complete: {store.url}")
@@ -435,8 +453,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
     store = RunStore(args.store)
     if not store.exists("manifest.json"):
         raise StoreError(f"{store.url} is not a run store (no manifest.json)")
+    from pipeline.core.lock import lock_state
+
     m = load_manifest(store)
     print(f"Run store {store.url}")
+    print(f"Lock: {lock_state(store).describe()}")
     if m.job:
         print(f"Job: {m.job.get('name')}")
     planned = []
@@ -470,13 +491,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.core.lock import store_lock
     from pipeline.core.store import RunStore
     from pipeline.report.page import ReportParams, write_report
 
     store = RunStore(args.store)
     if not store.exists("manifest.json"):
         raise StoreError(f"{store.url} is not a run store (no manifest.json)")
-    path = write_report(store, ReportParams(montage_images=args.montage_images), seed=args.seed)
+    with store_lock(store, "pipeline report", wait=args.wait):
+        path = write_report(store, ReportParams(montage_images=args.montage_images), seed=args.seed)
     print(f"Report: {path}")
     return EXIT_OK
 
@@ -541,6 +564,17 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: Errors of what the user gave (inputs, store, cluster address): exit 2, one line, no traceback.
+_INPUT_ERRORS = (
+    InputError,
+    CollectionMismatchError,
+    IngestError,
+    StoreError,
+    CohortError,
+    ClusterError,
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipeline`` console script; returns the exit code."""
     parser = _build_parser()
@@ -570,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JobSpecError as exc:
         _err(str(exc))
         return EXIT_USAGE
-    except (InputError, CollectionMismatchError, IngestError, StoreError, CohortError) as exc:
+    except _INPUT_ERRORS as exc:
         _err(str(exc))
         return EXIT_USAGE
     except ValidationError as exc:  # command-line cluster options

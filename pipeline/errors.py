@@ -20,6 +20,7 @@ __all__ = [
     "RegistryError",
     "StageError",
     "StoreError",
+    "StoreLockedError",
 ]
 
 
@@ -42,6 +43,26 @@ class ImageDecodeError(PipelineError, ValueError):
 
 class StoreError(PipelineError, OSError):
     """A run store is missing, unreadable, or not a pipeline run store."""
+
+
+class StoreLockedError(StoreError):
+    """Another run holds the store's lock (exit 2): two runs on one store would corrupt it.
+
+    Parameters
+    ----------
+    store : str
+        The store's location.
+    holder : str, optional
+        Who holds the lock (user, host, process, since when, doing what).
+    """
+
+    def __init__(self, store: str, holder: str | None) -> None:
+        self.store = store
+        self.holder = holder
+        super().__init__(
+            f"store {store} is in use by {holder or 'another run'}; wait for that run to end "
+            "(or pass --wait SECONDS to wait for it), or use another --store"
+        )
 
 
 class ClusterError(PipelineError, OSError):

@@ -60,6 +60,11 @@ class AddressClusterConfig(BaseModel):
     tls_ca_file, tls_cert, tls_key : str, optional
         Certificates for a ``tls://`` scheduler (CA, client certificate, client key); their
         existence is checked when connecting.
+    connect_timeout : float
+        Seconds to reach the scheduler before giving up.
+    worker_timeout : float
+        Seconds to wait for the scheduler's first worker (a cluster still scaling up, or
+        one whose workers were lost) before giving up.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -69,6 +74,8 @@ class AddressClusterConfig(BaseModel):
     tls_ca_file: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    connect_timeout: float = Field(30.0, gt=0)
+    worker_timeout: float = Field(300.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod

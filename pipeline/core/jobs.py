@@ -22,20 +22,35 @@ import copy
 import difflib
 import hashlib
 import json
-import re
+import reprlib
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.core.cluster_config import KINDS, ClusterConfig, LocalClusterConfig, with_default_kind
+from pipeline.core.names import NAME_RULE, is_name
 from pipeline.core.registry import INGEST, EarlierStep, Registry, StageDef, default_registry
 from pipeline.errors import JobSpecError
 
-__all__ = ["Job", "JobSpec", "JobStep", "StageStep", "build_job", "load_job", "parse_job"]
+__all__ = [
+    "Job",
+    "JobSpec",
+    "JobStep",
+    "StageStep",
+    "build_job",
+    "load_job",
+    "load_yaml",
+    "parse_job",
+    "validate_strict",
+]
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class StageStep(BaseModel):
@@ -126,6 +141,163 @@ def _line_of(root: yaml.Node | None, loc: Sequence[Any]) -> int | None:
     return line
 
 
+#: A job spec is a few kilobytes. These bounds keep a hostile one (a huge file, or a "billion
+#: laughs" of nested YAML aliases, which expands exponentially once walked) from exhausting
+#: memory while it is parsed, validated or echoed in messages.
+MAX_SPEC_BYTES = 1 << 20
+MAX_SPEC_NODES = 100_000
+
+
+def _short(value: Any) -> str:
+    """A bounded ``repr`` of ``value`` for messages: a message names the value, it does not
+    reprint a huge one."""
+    r = reprlib.Repr()
+    r.maxlevel, r.maxstring, r.maxother, r.maxlong = 2, 80, 80, 40
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 6
+    return r.repr(value)
+
+
+def _expanded_nodes(root: yaml.Node, limit: int) -> int:
+    """How many nodes ``root`` stands for once its aliases are expanded (stops past ``limit``).
+
+    An alias is one node object shared by every place that names it, so the count is a
+    memoised sum over the node graph: linear in the document, however large its expansion.
+    """
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes and not children_done:
+            continue
+        kids: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            kids = [n for kv in node.value for n in kv]
+        elif isinstance(node, yaml.SequenceNode):
+            kids = list(node.value)
+        if not children_done:
+            sizes[key] = 1  # a recursive alias counts once, and ends the walk there
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids if id(k) not in sizes)
+            continue
+        total = 1 + sum(sizes.get(id(k), 1) for k in kids)
+        sizes[key] = min(total, limit + 1)
+    return sizes[id(root)]
+
+
+def load_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """Parse a YAML document with the safe loader, within the spec's size bounds.
+
+    Returns
+    -------
+    data : object
+        The document (plain mappings, lists and scalars: no Python tags are honoured).
+    root : yaml.Node or None
+        The composed node tree, for line numbers in messages.
+
+    Raises
+    ------
+    JobSpecError
+        If the text is not YAML, is over :data:`MAX_SPEC_BYTES`, or its aliases expand to
+        more than :data:`MAX_SPEC_NODES` nodes.
+    """
+    if len(text) > MAX_SPEC_BYTES:
+        raise JobSpecError(
+            [
+                f"{source}: {len(text)} characters, over the limit of {MAX_SPEC_BYTES} for a job "
+                "spec; a spec names its inputs (files, folders, a manifest CSV) rather than "
+                "listing data inline"
+            ],
+            source,
+        )
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None:
+            nodes = _expanded_nodes(root, MAX_SPEC_NODES)
+            if nodes > MAX_SPEC_NODES:
+                raise JobSpecError(
+                    [
+                        f"{source}: the document expands to more than {MAX_SPEC_NODES} values "
+                        "through YAML aliases (*name); write the values out, or use fewer "
+                        "nested aliases"
+                    ],
+                    source,
+                )
+        data = yaml.safe_load(text)
+    except RecursionError:
+        raise JobSpecError(
+            [f"{source}: nested too deeply to be a job spec; flatten the structure"], source
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise JobSpecError(
+            [f"{where}: not valid YAML: {_short_text(str(problem))}"], source
+        ) from exc
+    return data, root
+
+
+def _short_text(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation holds (through ``X | None``, ``list[X]``,
+    ``dict[str, X]``, ``Annotated[X, ...]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    origin = typing.get_origin(annotation)
+    if origin is not None or isinstance(annotation, types.UnionType):
+        for arg in typing.get_args(annotation):
+            out.extend(_models_in(arg))
+    return out
+
+
+def _walk(
+    model: type[BaseModel] | None, path: Sequence[Any]
+) -> tuple[type[BaseModel] | None, list[Any]]:
+    """Follow ``path`` (an error's location) from ``model``.
+
+    Returns
+    -------
+    model : type or None
+        The model the last field name leads to (list indices and union tags are stepped
+        over), or None where the path leaves the models (a free-form mapping).
+    shown : list
+        ``path`` without the union members' tags pydantic puts in it (``TableRows``,
+        ``literal['all','kept']``), as a user would write the location.
+    """
+    current: list[type[BaseModel]] = [model] if model is not None else []
+    shown: list[Any] = []
+    for part in path:
+        if isinstance(part, int):
+            shown.append(part)
+            continue
+        text = str(part)
+        if text.startswith("literal["):
+            continue
+        found = [
+            m
+            for c in current
+            if text in c.model_fields
+            for m in _models_in(c.model_fields[text].annotation)
+        ]
+        tagged = [c for c in current if c.__name__ == text and text not in c.model_fields]
+        if tagged and not found:
+            current = tagged  # a union member's tag names no field
+            continue
+        shown.append(part)
+        current = found
+    return (current[0] if len(current) == 1 else None), shown
+
+
+def _nested_model(model: type[BaseModel] | None, path: Sequence[Any]) -> type[BaseModel] | None:
+    """The model whose fields an error at ``path + [field]`` is about (see :func:`_walk`)."""
+    return _walk(model, path)[0]
+
+
 def _hint(err: Any, model: type[BaseModel] | None) -> str:
     if err["type"] == "extra_forbidden" and model is not None:
         allowed = sorted(model.model_fields)
@@ -152,23 +324,26 @@ class _Problems:
     def add_validation(
         self, exc: ValidationError, prefix: Sequence[Any], model: type[BaseModel] | None
     ) -> None:
-        for err in exc.errors():
-            msg = err["msg"]
-            if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
-                msg += f", got {err['input']!r}"
-            loc, hint_model = list(err["loc"]), _model_at(model, err["loc"])
+        errors = exc.errors()
+        for err in errors:
+            loc = list(err["loc"])
+            if (
+                any(str(p).startswith("literal[") for p in loc)
+                and isinstance(err.get("input"), dict)
+                and len(errors) > 1
+            ):
+                continue  # a mapping was meant for the union's model member, not a keyword
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            # A validator's own message names the bad value; others get it appended.
+            if err["type"] not in ("missing", "extra_forbidden", "value_error") and "input" in err:
+                msg += f", got {_short(err['input'])}"
+            hint_model = _nested_model(model, loc[:-1])
             if model is JobSpec and loc[:1] == ["cluster"] and len(loc) > 2 and loc[1] in KINDS:
                 # A union member's error carries its tag: cluster.local.workers -> cluster.workers
-                hint_model = KINDS[str(loc[1])]
+                hint_model = _nested_model(KINDS[str(loc[1])], loc[2:-1])
                 loc = [loc[0], *loc[2:]]
-            self.add([*prefix, *loc], msg, _hint({**err, "loc": tuple(loc)}, hint_model))
-
-
-def _model_at(model: type[BaseModel] | None, loc: Sequence[Any]) -> type[BaseModel] | None:
-    """The model whose field the last element of ``loc`` names (for 'allowed fields' hints)."""
-    if model is JobSpec and len(loc) == 3 and loc[0] == "stages":
-        return StageStep
-    return model if len(loc) == 1 or model is not JobSpec else None
+            shown = _walk(model, loc)[1] if model is not JobSpec or loc[:1] != ["cluster"] else loc
+            self.add([*prefix, *shown], msg, _hint({**err, "loc": tuple(loc)}, hint_model))
 
 
 # -- overrides --------------------------------------------------------------------------------
@@ -182,7 +357,7 @@ def _apply_override(data: dict[str, Any], text: str) -> None:
             [f"--set {text!r}: expected STAGE.PARAM=VALUE (or input.X=..., cluster.X=..., seed=N)"],
             "<--set>",
         )
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    value = load_yaml(raw, "<--set>")[0] if raw.strip() else ""
     head = parts[0]
     if head in ("input", "cluster") or len(parts) == 1:
         target: dict[str, Any] = data
@@ -212,8 +387,25 @@ def _apply_override(data: dict[str, Any], text: str) -> None:
 
 # -- validation -------------------------------------------------------------------------------
 
-#: A step name becomes part of output names (arrays, tables, model files): an identifier.
-_STEP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+def validate_strict(model: type[_M], raw: Any) -> _M:
+    """Validate spec data (as YAML loads it) against ``model``, strictly.
+
+    The data goes through JSON, pydantic's strict JSON mode: a string where a number is
+    expected (``cutout_size: "128"``) and a boolean for a number are refused, while the
+    things JSON cannot spell (paths, tuples, enums) are still read from strings and lists.
+
+    Raises
+    ------
+    pydantic.ValidationError
+    JobSpecError
+        If the data holds values JSON cannot represent.
+    """
+    try:
+        text = json.dumps(raw, default=str)
+    except (TypeError, ValueError) as exc:
+        raise JobSpecError([f"values that are not plain YAML data: {exc}"]) from exc
+    return model.model_validate_json(text, strict=True)
 
 
 def _config_hash(stage: str, params: BaseModel, seed: int, upstream: str) -> str:
@@ -246,13 +438,7 @@ def parse_job(text: str, source: str = "<job spec>", overrides: Sequence[str] = 
     JobSpecError
         Listing every problem, each with the field, the line and the fix.
     """
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise JobSpecError([f"{where}: not valid YAML: {exc}"], source) from exc
+    data, root = load_yaml(text, source)
     if not isinstance(data, dict):
         raise JobSpecError(
             [f"{source}: a job spec is a mapping with name, store, input, cluster, stages"], source
@@ -295,10 +481,17 @@ def build_job(
         _apply_override(data, text_override)
     problems = _Problems(source, root)
     try:
-        spec = JobSpec.model_validate(data)
+        json.dumps(data, default=str)
+    except (TypeError, ValueError) as exc:  # e.g. a recursive YAML alias
+        raise JobSpecError([f"{source}: not plain YAML data ({exc})"], source) from None
+    spec: JobSpec | None
+    try:
+        spec = validate_strict(JobSpec, data)
     except ValidationError as exc:
+        # Reported with the stages' own problems: one run of `validate` lists everything.
         problems.add_validation(exc, [], JobSpec)
-        raise JobSpecError(problems.items, source) from None
+        spec = None
+    seed = spec.seed if spec is not None else 0
 
     registry = default_registry() if registry is None else registry
     steps: list[JobStep] = []
@@ -306,16 +499,11 @@ def build_job(
     earlier: list[EarlierStep] = []
     arrays: dict[str, str] = {}  # store array -> the step that writes it
     upstream = ""
-    entries: list[tuple[Sequence[Any], str, str, dict[str, Any]]] = []
-    if spec.input is not None:
-        entries.append((["input"], INGEST, INGEST, spec.input))
-    for i, st in enumerate(spec.stages):
-        entries.append((["stages", i], st.stage, st.name or st.stage, st.params))
-    for loc, stage_name, step_name, raw in entries:
+    for loc, stage_name, step_name, raw in _entries(spec, data):
         stage = registry.stages.get(stage_name)
         if stage is None or (stage_name == INGEST and loc[0] == "stages"):
             names = sorted(registry.stages)
-            close = difflib.get_close_matches(stage_name, names, n=1)
+            close = difflib.get_close_matches(stage_name, [n for n in names if n != INGEST], n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             known = ", ".join(n for n in names if n != INGEST)
             extra = " (ingest is configured by the `input` section)" if stage_name == INGEST else ""
@@ -325,11 +513,12 @@ def build_job(
                 f"{hint}known stages: {known}",
             )
             continue
-        if not _STEP_NAME.fullmatch(step_name):
+        # A step name becomes part of output names (arrays, tables, model files).
+        if not is_name(step_name):
             problems.add(
                 [*loc, "name"],
-                f"step name {step_name!r} is not an identifier; it names the step's outputs "
-                "(arrays, tables, models), so use letters, digits and _ (starting with a letter)",
+                f"step name {_short(step_name)} is not an identifier; it names the step's "
+                f"outputs (arrays, tables, models), so use {NAME_RULE}",
             )
             continue
         if step_name in seen:
@@ -342,7 +531,7 @@ def build_job(
         seen[step_name] = len(steps)
         prefix = loc if loc[0] == "input" else [*loc, "params"]
         try:
-            params = stage.params_model.model_validate(raw)
+            params = validate_strict(stage.params_model, raw)
         except ValidationError as exc:
             problems.add_validation(exc, prefix, stage.params_model)
             continue
@@ -360,11 +549,38 @@ def build_job(
                     "give this step another `name:` (its outputs are named after it)",
                 )
         earlier.append(EarlierStep(step_name, stage_name, params, writes))
-        upstream = _config_hash(stage_name, params, spec.seed, upstream)
+        upstream = _config_hash(stage_name, params, seed, upstream)
         steps.append(JobStep(step_name, stage, params, upstream, writes))
-    if problems.items:
+    if problems.items or spec is None:
         raise JobSpecError(problems.items, source)
     return Job(spec=spec, steps=tuple(steps), source=source)
+
+
+def _entries(
+    spec: JobSpec | None, data: dict[str, Any]
+) -> list[tuple[Sequence[Any], str, str, dict[str, Any]]]:
+    """(location, stage, step name, raw parameters) of every step to validate.
+
+    Without a valid ``spec`` (its top-level problems are already reported) the steps are
+    read from the raw data, skipping entries too malformed to name a stage.
+    """
+    out: list[tuple[Sequence[Any], str, str, dict[str, Any]]] = []
+    if spec is not None:
+        if spec.input is not None:
+            out.append((["input"], INGEST, INGEST, spec.input))
+        for i, st in enumerate(spec.stages):
+            out.append((["stages", i], st.stage, st.name or st.stage, st.params))
+        return out
+    if isinstance(data.get("input"), dict):
+        out.append((["input"], INGEST, INGEST, data["input"]))
+    stages = data.get("stages")
+    for i, raw in enumerate(stages if isinstance(stages, list) else []):
+        try:
+            st = validate_strict(StageStep, raw)
+        except (ValidationError, JobSpecError):
+            continue  # already reported under stages[i]
+        out.append((["stages", i], st.stage, st.name or st.stage, st.params))
+    return out
 
 
 def _array_of(path: str) -> str | None:

@@ -18,16 +18,17 @@ from typing import TYPE_CHECKING
 from pipeline.core.cluster_config import ClusterConfig
 from pipeline.core.context import RunContext
 from pipeline.core.jobs import Job, JobStep
+from pipeline.core.lock import store_lock
 from pipeline.core.manifest import StageRecord, load_manifest, now_iso, save_manifest
 from pipeline.core.progress import ProgressFn, no_progress
 from pipeline.core.registry import Counts
-from pipeline.core.store import RunStore
-from pipeline.errors import JobSpecError, StageError
+from pipeline.core.store import MANIFEST_NAME, STORE_LAYOUT, RunStore
+from pipeline.errors import JobSpecError, StageError, StoreError
 
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["RunSummary", "pending_steps", "run_job"]
+__all__ = ["RunSummary", "check_run_store", "pending_steps", "run_job"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,31 @@ def pending_steps(job: Job, force: Sequence[str] = ()) -> list[JobStep]:
     return todo
 
 
+def check_run_store(store: RunStore) -> None:
+    """Refuse a folder that holds files but is not a run store.
+
+    A run writes ``manifest.json``, ``tables/``, ``store.zarr`` and ``report/`` into its
+    store and replaces them on ``--overwrite``: pointed at a folder of other files (a home
+    folder, the image folder itself) it would mix its files with them, or replace ones it did
+    not write.
+
+    Raises
+    ------
+    StoreError
+    """
+    if not store.isdir() or store.exists(MANIFEST_NAME):
+        return  # new, a file (refused with its own message by the lock), or a run store
+    # Only the store's own layout (e.g. a store.zarr made by xarray for train-encoder).
+    entries = [e for e in store.listdir("") if e not in STORE_LAYOUT]
+    if entries:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise StoreError(
+            f"store {store.url} holds files but is not a run store (no {MANIFEST_NAME}; it "
+            f"holds {shown}): give a new or empty folder for the run store, so that nothing "
+            "a run writes or replaces mixes with files it did not write"
+        )
+
+
 def _record(store: RunStore, rec: StageRecord) -> None:
     manifest = load_manifest(store)  # reload: the stage itself may have written the manifest
     manifest.stages[rec.stage] = rec
@@ -95,6 +121,7 @@ def run_job(
     progress: ProgressFn = no_progress,
     performance_report: str | None = None,
     on_start: Callable[[Client], None] | None = None,
+    lock_wait: float = 0.0,
 ) -> RunSummary:
     """Run ``job``'s steps in order, skipping those already complete.
 
@@ -114,6 +141,9 @@ def run_job(
     on_start : callable, optional
         Called with the client once the cluster is up (the CLI prints the dashboard link).
         No cluster is started when every step is already complete.
+    lock_wait : float
+        Seconds to wait for another run holding the store's lock (see
+        :mod:`pipeline.core.lock`); 0 stops at once.
 
     Returns
     -------
@@ -123,6 +153,11 @@ def run_job(
     ------
     JobSpecError
         If ``force`` names a step the job does not have (before any work).
+    StoreLockedError
+        If another run holds the store after ``lock_wait`` seconds.
+    StoreError
+        If the store path is a file, under a file or read-only, or a folder holding files
+        that is not a run store.
     InputError, CollectionMismatchError, CohortError, RegistryError
         From a stage's preflight check (or loading it), before any stage runs.
     StageError
@@ -139,6 +174,23 @@ def run_job(
             job.source,
         )
     store = RunStore(job.spec.store)
+    check_run_store(store)
+    with store_lock(store, f"run of job {job.spec.name!r} ({job.source})", wait=lock_wait):
+        return _run_locked(
+            job, store, client, cluster, force, progress, performance_report, on_start
+        )
+
+
+def _run_locked(
+    job: Job,
+    store: RunStore,
+    client: Client | None,
+    cluster: ClusterConfig | None,
+    force: Sequence[str],
+    progress: ProgressFn,
+    performance_report: str | None,
+    on_start: Callable[[Client], None] | None,
+) -> RunSummary:
     todo = pending_steps(job, force)
     # Every implementation is imported before any work: a missing dependency stops the run
     # here rather than half-way through it.

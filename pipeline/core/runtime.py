@@ -63,6 +63,42 @@ def security(config: AddressClusterConfig) -> Security | None:
     )
 
 
+def _connect(config: AddressClusterConfig) -> Client:
+    """A client of the scheduler at ``config.address`` that has at least one worker.
+
+    Raises
+    ------
+    ClusterError
+        If the scheduler cannot be reached within ``connect_timeout``, or has no worker
+        within ``worker_timeout``.
+    """
+    sec = security(config)
+    try:
+        client = Client(config.address, security=sec, timeout=config.connect_timeout)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {config.address} within "
+            f"{config.connect_timeout:g} s ({type(exc).__name__}); check that it runs and the "
+            "address (cluster.address or --scheduler), or raise cluster.connect_timeout"
+        ) from None
+    if not client.scheduler_info().get("workers"):
+        log.warning(
+            "the scheduler at %s has no workers; waiting up to %g s for one",
+            config.address,
+            config.worker_timeout,
+        )
+        try:
+            client.wait_for_workers(1, timeout=config.worker_timeout)
+        except (OSError, TimeoutError):
+            client.close()
+            raise ClusterError(
+                f"the Dask scheduler at {config.address} has no workers after "
+                f"{config.worker_timeout:g} s; start workers (dask worker {config.address}) or "
+                "raise cluster.worker_timeout"
+            ) from None
+    return client
+
+
 @contextlib.contextmanager
 def cluster_client(
     config: ClusterConfig, *, performance_report_path: str | None = None
@@ -82,7 +118,7 @@ def cluster_client(
     """
     with contextlib.ExitStack() as stack:
         if isinstance(config, AddressClusterConfig):
-            client = stack.enter_context(Client(config.address, security=security(config)))
+            client = stack.enter_context(_connect(config))
         else:
             kwargs: dict[str, object] = {
                 "processes": config.processes,

@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 ZARR_NAME = "store.zarr"
 MANIFEST_NAME = "manifest.json"
 PROGRESS_DIR = "_progress"
+LOCK_NAME = ".lock"  # see pipeline.core.lock
+
+#: What a run store's folder holds (and all it may hold before its first run).
+STORE_LAYOUT = frozenset(
+    {ZARR_NAME, "tables", MANIFEST_NAME, "report", PROGRESS_DIR, "models", LOCK_NAME}
+)
 
 
 def config_key(config: Mapping[str, Any]) -> str:
@@ -91,7 +97,23 @@ class RunStore:
         return fs
 
     def path(self, *parts: str) -> str:
-        """Absolute path (or URL path) of ``parts`` inside the store."""
+        """Absolute path (or URL path) of ``parts`` inside the store.
+
+        Raises
+        ------
+        StoreError
+            If a part would lead out of the store (``..``, an absolute path): names in a
+            store's files and a job's parameters are joined into paths here, and none may
+            reach outside it.
+        """
+        for part in parts:
+            pieces = part.replace("\\", "/").split("/")
+            if part.startswith(("/", "\\")) or ".." in pieces or "\0" in part:
+                raise StoreError(
+                    f"{part!r} is not a path inside the run store {self.url}: paths in a store "
+                    "are relative and never contain '..'; if a store file names it, the store "
+                    "was written by something else: rerun the step that writes it"
+                )
         return "/".join([self.url, *parts])
 
     @property
@@ -99,18 +121,23 @@ class RunStore:
         """Location of the Zarr v3 group."""
         return self.path(ZARR_NAME)
 
-    def _fs_path(self, rel: str) -> str:
+    def fs_path(self, rel: str) -> str:
+        """The path of ``rel`` as the store's fsspec filesystem names it."""
         full = self.path(rel)
         return full if self.is_local else fsspec.core.strip_protocol(full)
 
     def exists(self, rel: str = "") -> bool:
         """Whether ``rel`` (a file or folder inside the store; the root when empty) exists."""
-        return bool(self.fs.exists(self._fs_path(rel)))
+        return bool(self.fs.exists(self.fs_path(rel)))
+
+    def isdir(self, rel: str = "") -> bool:
+        """Whether ``rel`` (the root when empty) is a folder of the store."""
+        return bool(self.fs.isdir(self.fs_path(rel)))
 
     def listdir(self, rel: str) -> list[str]:
         """Names of the files and folders directly in folder ``rel`` of the store, sorted
         (empty when it does not exist)."""
-        path = self._fs_path(rel)
+        path = self.fs_path(rel)
         if not self.fs.exists(path):
             return []
         return sorted(str(p).rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False))
@@ -119,7 +146,7 @@ class RunStore:
     def read_bytes(self, rel: str) -> bytes:
         """Read one file of the store."""
         try:
-            return bytes(self.fs.cat_file(self._fs_path(rel)))
+            return bytes(self.fs.cat_file(self.fs_path(rel)))
         except FileNotFoundError as exc:
             raise StoreError(f"{self.path(rel)} does not exist in run store {self.url}") from exc
 
@@ -143,7 +170,7 @@ class RunStore:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         else:
-            self.fs.pipe_file(self._fs_path(rel), data)
+            self.fs.pipe_file(self.fs_path(rel), data)
 
     def read_json(self, rel: str) -> Any:
         """Read a JSON file of the store."""
@@ -155,7 +182,7 @@ class RunStore:
 
     def remove(self, rel: str) -> None:
         """Remove a file or folder of the store if it exists."""
-        p = self._fs_path(rel)
+        p = self.fs_path(rel)
         if self.fs.exists(p):
             self.fs.rm(p, recursive=True)
 
@@ -173,7 +200,7 @@ class RunStore:
 
     def done_markers(self, task: str) -> dict[int, dict[str, Any]]:
         """The markers of ``task``, keyed by chunk index."""
-        d = self._fs_path(self._marker_dir(task))
+        d = self.fs_path(self._marker_dir(task))
         if not self.fs.exists(d):
             return {}
         out: dict[int, dict[str, Any]] = {}

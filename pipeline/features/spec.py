@@ -12,8 +12,16 @@ from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
+from pipeline.core.names import StoreName, check_name
 from pipeline.core.registry import EarlierStep, JobProblems
 
 __all__ = [
@@ -64,7 +72,7 @@ class TableRows(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    table: str = Field(min_length=1)
+    table: StoreName
     where: str = Field(min_length=1)
     optional: bool = False
 
@@ -83,6 +91,20 @@ class TableRows(BaseModel):
         """``(column, value)``; value None for a boolean column."""
         column, sep, value = self.where.partition("==")
         return column.strip(), (value.strip().strip("'\"") if sep else None)
+
+
+def _label_column(value: str) -> str:
+    # `table.column`: the table part becomes a store path; a column may be named anything.
+    table, dot, column = value.rpartition(".")
+    if not column:
+        raise ValueError(f"label_column {value!r}: expected COLUMN or TABLE.COLUMN")
+    if dot:
+        check_name(table)
+    return value
+
+
+#: A column of a table with one row per image, or ``table.column``.
+LabelColumn = Annotated[str, Field(min_length=1), AfterValidator(_label_column)]
 
 
 #: Which rows of an array a stage uses: ``all``, rows of a table (:class:`TableRows`), or
@@ -133,7 +155,7 @@ class ReduceParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input: str = "cutouts"
+    input: StoreName = "cutouts"
     rows: RowSelection = "kept"
     n_components: int = Field(25, ge=1)
     method: Literal["randomized", "exact"] = "randomized"
@@ -200,9 +222,9 @@ class ClusterInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input: str = "reduced"
+    input: StoreName = "reduced"
     rows: RowSelection = "kept"
-    label_column: str | None = None
+    label_column: LabelColumn | None = None
     silhouette_sample: int = Field(10_000, ge=10)
 
 
@@ -220,14 +242,15 @@ class KMeansParams(ClusterInput):
     init_sample: int = Field(100_000, ge=10)
     sensitivity: float = Field(1.0, gt=0, description="Kneedle's S")
 
-    @model_validator(mode="after")
-    def _range(self) -> KMeansParams:
-        lo, hi = self.k_range
+    @field_validator("k_range")
+    @classmethod
+    def _range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = value
         if not 1 <= lo < hi:
             raise ValueError(
-                f"k_range {list(self.k_range)}: expected [low, high] with 1 <= low < high"
+                f"k_range {list(value)}: expected [low, high] with 1 <= low < high, e.g. [1, 10]"
             )
-        return self
+        return value
 
 
 class SampledFit(ClusterInput):
@@ -251,6 +274,17 @@ class DBSCANParams(SampledFit):
     min_samples: int = Field(4, ge=1)
     min_clusters: int = Field(3, ge=1)
     max_noise: float = Field(0.25, ge=0, le=1, description="largest noise share the rule accepts")
+
+    @field_validator("eps_range")
+    @classmethod
+    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not 0 < lo < hi < float("inf"):
+            raise ValueError(
+                f"eps_range {list(value)}: expected [start, stop) with 0 < start < stop, "
+                "e.g. [0.5, 10]"
+            )
+        return value
 
     def eps_values(self) -> list[float]:
         """The swept eps values."""
@@ -342,8 +376,10 @@ class ProbeParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    features: list[str] = Field(default_factory=lambda: ["embeddings", "reduced"], min_length=1)
-    label_column: str = Field(min_length=1)
+    features: list[StoreName] = Field(
+        default_factory=lambda: ["embeddings", "reduced"], min_length=1
+    )
+    label_column: LabelColumn
     rows: RowSelection = "kept"
     shots: list[Annotated[int, Field(ge=1)] | Literal["all"]] = Field(
         default_factory=lambda: list(DEFAULT_SHOTS), min_length=1

@@ -100,7 +100,7 @@ def test_a_failing_stage_is_recorded_and_earlier_work_kept(
             "-q",
         ]
     )
-    assert code == 1
+    assert code == 2  # bad sources (mixed sizes without a policy): the user's to fix
     err = capsys.readouterr().err
     assert "stage ingest failed" in err and "manifest.json" in err
 

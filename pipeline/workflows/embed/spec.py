@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipeline.core.names import StoreName
 from pipeline.core.registry import EarlierStep, JobProblems
 from pipeline.features.spec import RowSelection
 
@@ -128,7 +129,7 @@ class TrainEncoderParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input: str = "cutouts"
+    input: StoreName = "cutouts"
     rows: RowSelection = "kept"
     arch: Literal["resnet18", "resnet_small"] = "resnet18"
     input_size: int = Field(128, ge=64)
@@ -174,9 +175,9 @@ class EmbedParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input: str = "cutouts"
+    input: StoreName = "cutouts"
     rows: RowSelection = "kept"
-    encoder: str = "train_encoder"
+    encoder: StoreName = "train_encoder"
     checkpoint: str | None = None
     batch_size: int = Field(256, ge=1)
     task_rows: int = Field(1024, ge=1)

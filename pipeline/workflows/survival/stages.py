@@ -10,7 +10,6 @@ the stage itself.
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +39,13 @@ from pipeline.workflows.survival.cox import (
 )
 from pipeline.workflows.survival.design import design_matrix
 from pipeline.workflows.survival.km import KMTables, group_labels, km_tables
+from pipeline.workflows.survival.model_files import (
+    CLASSIFIER,
+    SavedClassifier,
+    read_classifier,
+    refuse_legacy,
+    write_classifier,
+)
 from pipeline.workflows.survival.phenotypes import (
     cluster_phenotypes,
     coinciding_covariates,
@@ -78,8 +84,6 @@ COHORT_RECORD = "models/cohort.json"
 VALIDATION_RECORD = "models/validation_cohort.json"
 COX_MODEL = "models/cox.json"
 PHENOTYPE_RECORD = "models/phenotypes.json"
-CLASSIFIER = "models/phenotype_classifier.pkl"
-CLASSIFIER_RECORD = "models/classifier.json"
 
 # Streams of the job seed, so the bootstraps of different stages resample independently.
 _STREAM_CONCORDANCE, _STREAM_PHENOTYPES, _STREAM_VALIDATION = 1, 2, 3
@@ -514,22 +518,15 @@ def run_classify_phenotypes(ctx: RunContext, params: ClassifierParams) -> dict[s
     write_table(store, "classifier_metrics", result.metrics)
     write_table(store, "classifier_confusion", result.confusion)
     write_table(store, "classifier_importance", result.importance)
-    # The fitted scikit-learn models are pickled: this store is the run's own output, read back
-    # only by this package (validate_external); never load a store's pickle you did not make.
-    blob = {
-        "models": result.models,
-        "features": result.features,
-        "phenotype_survival": result.phenotype_survival,
-    }
-    store.write_bytes(CLASSIFIER, pickle.dumps(blob, protocol=pickle.HIGHEST_PROTOCOL))
-    store.write_json(
-        CLASSIFIER_RECORD,
-        {
-            "features": result.features,
-            "predict_with": params.predict_with,
-            "horizon": params.horizon,
-            "time_unit": record.params.time_unit,
-        },
+    # Models as skops and plain data as JSON, never a pickle: a store may come from anyone.
+    write_classifier(
+        store,
+        result.models,
+        result.features,
+        result.phenotype_survival,
+        predict_with=params.predict_with,
+        horizon=params.horizon,
+        time_unit=record.params.time_unit,
     )
     return {"patients": len(frame), "features": x.shape[1], "folds": params.folds}
 
@@ -552,14 +549,15 @@ def check_external(store: RunStore, params: ExternalParams) -> None:
 
 
 def _validate_phenotypes(
-    store: RunStore, frame: pd.DataFrame, record: CohortRecord, params: ExternalParams
+    store: RunStore,
+    frame: pd.DataFrame,
+    record: CohortRecord,
+    params: ExternalParams,
+    saved: SavedClassifier,
 ) -> tuple[list[dict[str, Any]], int]:
     """Predicted phenotypes of the external patients and their KM tables; log-rank row."""
-    # Our own pickle (see run_classify_phenotypes).
-    blob = pickle.loads(store.read_bytes(CLASSIFIER))
-    which = store.read_json(CLASSIFIER_RECORD)["predict_with"]
     x = design_matrix(frame, record.params.covariates)
-    predicted = predict_phenotype(blob["models"], blob["features"], x, which)
+    predicted = predict_phenotype(saved.models, saved.features, x, saved.predict_with)
     write_table(
         store,
         "validation_phenotypes",
@@ -569,7 +567,7 @@ def _validate_phenotypes(
     event = frame["event"].to_numpy()
     found = int(np.unique(predicted).size)
     if found >= 2:
-        groups: pd.Series | None = _phenotype_groups(predicted, len(blob["phenotype_survival"]))
+        groups: pd.Series | None = _phenotype_groups(predicted, len(saved.phenotype_survival))
     else:
         log.warning("the external cohort was predicted into one phenotype only: no log-rank")
         groups = None
@@ -596,13 +594,21 @@ def run_validate_external(ctx: RunContext, params: ExternalParams) -> dict[str, 
     Raises
     ------
     StoreError
-        If the job has neither a phenotype classifier nor a multivariate Cox model to validate.
+        If the job has neither a phenotype classifier nor a multivariate Cox model to validate,
+        or the store holds an older version's pickled classifier (never loaded).
+    CheckpointError
+        If the classifier file is unreadable or holds a type outside the trusted list.
     """
     store, client, seed, progress = ctx.store, ctx.client, ctx.seed, ctx.progress
     record = _record(store)
+    # Loaded before anything is written, so a refused file leaves the store as it was. An
+    # older version's pickle is refused, not skipped: validating the Cox model alone would
+    # silently drop the phenotypes.
+    refuse_legacy(store)
+    saved = read_classifier(store) if store.exists(CLASSIFIER) else None
     model = store.read_json(COX_MODEL) if store.exists(COX_MODEL) else None
     has_cox = bool(model and model["terms"])
-    has_classifier = store.exists(CLASSIFIER)
+    has_classifier = saved is not None
     if not (has_cox or has_classifier):
         raise StoreError(
             "validate_external has nothing to validate: no phenotype classifier "
@@ -617,8 +623,8 @@ def run_validate_external(ctx: RunContext, params: ExternalParams) -> dict[str, 
 
     metrics: list[dict[str, Any]] = []
     found = 0
-    if has_classifier:
-        metrics, found = _validate_phenotypes(store, frame, record, params)
+    if saved is not None:
+        metrics, found = _validate_phenotypes(store, frame, record, params, saved)
     else:
         # Tables of an earlier run with a classifier would describe another model.
         for name in ("phenotypes", "km_summary", "km_times", "km_curves", "logrank"):

@@ -72,7 +72,8 @@ WORKFLOW = Workflow(
             writes=(
                 "tables/classifier_metrics.parquet",
                 "tables/classifier_confusion.parquet",
-                "models/phenotype_classifier.pkl",
+                "models/phenotype_classifier.skops",
+                "models/classifier.json",
             ),
         ),
         StageDef(

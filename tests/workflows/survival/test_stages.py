@@ -113,6 +113,9 @@ def test_a_job_writes_every_table_and_matches_lifelines(tables: Path, first_run:
     assert set(summary.cohort) == {"development", "validation"}
     predicted = read_table(store, "validation_phenotypes")
     assert len(predicted) == 686 - 480
+    # The classifier is saved as skops, which cannot run code when loaded; never as a pickle.
+    assert store.exists("models/phenotype_classifier.skops")
+    assert not store.exists("models/phenotype_classifier.pkl")
 
 
 def test_the_same_job_gives_the_same_tables(
