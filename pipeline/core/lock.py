@@ -187,6 +187,8 @@ def _flock_acquire(store: RunStore, path: Path, me: LockHolder, wait: float, pol
 
     deadline, announced = time.monotonic() + wait, False
     while True:
+        # The holder may have removed the store folder it made for a run that wrote nothing.
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = _open_lock_file(path, store)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,24 @@ LOCK_NAME = ".lock"  # see pipeline.core.lock
 STORE_LAYOUT = frozenset(
     {ZARR_NAME, "tables", MANIFEST_NAME, "report", PROGRESS_DIR, "models", LOCK_NAME}
 )
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """This process's umask, without changing it for other threads where possible."""
+    try:
+        # Linux shows it in /proc; os.umask can only read it by setting it.
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def config_key(config: Mapping[str, Any]) -> str:
@@ -161,6 +180,9 @@ class RunStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
             try:
+                # mkstemp makes the file private (0600); the store's files get what any file
+                # the user writes gets: 0666 less their umask.
+                os.fchmod(fd, 0o666 & ~_umask())
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
                     fh.flush()
