@@ -4,7 +4,6 @@ probe."""
 
 from __future__ import annotations
 
-import html
 import json
 from typing import Any
 
@@ -18,7 +17,7 @@ from pipeline.features.probe import summarize_probe
 from pipeline.features.spec import reduce_outputs
 from pipeline.report.context import ReportContext
 from pipeline.report.figures import figure_html, new_figure, png_bytes, stretch, table_html
-from pipeline.report.format import join_parts
+from pipeline.report.format import escape, join_parts
 
 __all__ = ["clusters_section", "probe_section", "reduce_section"]
 
@@ -52,13 +51,13 @@ def _reduce_part(ctx: ReportContext, step: str) -> str | None:
     fig.tight_layout()
     total = float(ev["cumulative_ratio"].iloc[-1])
     png = "explained_variance.png" if step == "reduce" else f"{step}_explained_variance.png"
-    heading = "" if step == "reduce" else f"<h3>{html.escape(step)}</h3>"
+    heading = "" if step == "reduce" else f"<h3>{escape(step)}</h3>"
     return "\n".join(
         [
             heading,
             f"<p>{len(ev)} components explain {100 * total:.1f}% of the variance; the "
-            f"projections are <code>{html.escape(out.array)} (image, {html.escape(out.dim)})"
-            f"</code>, the basis <code>models/{html.escape(out.model)}.npz</code>.</p>",
+            f"projections are <code>{escape(out.array)} (image, {escape(out.dim)})"
+            f"</code>, the basis <code>models/{escape(out.model)}.npz</code>.</p>",
             ctx.figure(
                 png,
                 png_bytes(fig),
@@ -116,9 +115,7 @@ def _elbow(store: RunStore) -> str | None:
         ax.set_xlabel("k")
         ax.set_ylabel("inertia (within-cluster SS)")
         k = int(chosen["k"].iloc[0]) if len(chosen) else "?"
-        text.append(
-            f"{html.escape(step)}: k = {k}, chosen by {html.escape(str(el['rule'].iloc[0]))}"
-        )
+        text.append(f"{escape(step)}: k = {k}, chosen by {escape(el['rule'].iloc[0])}")
     fig.tight_layout()
     return f"<h3>k-means elbow</h3><p>{'; '.join(text)} (circled).</p>" + figure_html(
         store, "elbow.png", png_bytes(fig), "elbow plot"
@@ -173,7 +170,7 @@ def _som(store: RunStore, clusters: pd.DataFrame) -> str | None:
     fig.tight_layout()
     return (
         f"<h3>Self-organising map</h3><p>{umat.shape[0]} x {umat.shape[1]} map trained with "
-        f"{html.escape(str(meta.get('method')))}, quantization error "
+        f"{escape(meta.get('method'))}, quantization error "
         f"{float(meta.get('quantization_error', np.nan)):.3f}; red circles: the rows' winning "
         "cells, whose grid coordinates are then clustered.</p>"
         + figure_html(store, "som_umatrix.png", png_bytes(fig), "SOM U-matrix")
@@ -252,8 +249,8 @@ def _montage(store: RunStore, clusters: pd.DataFrame, method: str, seed: int) ->
     more = len([k for k in sizes.index if k != -1]) - len([k for k in shown if k != -1])
     note = f" The {more} smaller clusters are not shown." if more > 0 else ""
     return (
-        f"<h4>{method}</h4><p>Up to {_PER_CLUSTER} random {array} per cluster "
-        f"(seed {seed}).{note}</p>"
+        f"<h4>{escape(method)}</h4><p>Up to {_PER_CLUSTER} random {array} per cluster "
+        f"(seed {escape(seed)}).{note}</p>"
         + figure_html(store, f"montage_{method}.png", png_bytes(fig), f"{method} montage")
     )
 
@@ -275,7 +272,7 @@ def clusters_section(ctx: ReportContext) -> str | None:
     if len(labelled):
         note = (
             f" ARI and NMI compare the clusters with the known column "
-            f"<code>{html.escape(str(labelled['label_column'].iloc[0]))}</code> (ARI 0 = chance)."
+            f"<code>{escape(labelled['label_column'].iloc[0])}</code> (ARI 0 = chance)."
         )
     sampled = metrics[metrics["sampled"]]
     if len(sampled):
@@ -292,8 +289,8 @@ def clusters_section(ctx: ReportContext) -> str | None:
     for m in metrics.itertuples():
         params = json.loads(str(m.params))
         parts.append(
-            f"<p><code>{html.escape(str(m.method))}</code>: "
-            + ", ".join(f"{html.escape(str(k))}={html.escape(_fmt(v))}" for k, v in params.items())
+            f"<p><code>{escape(m.method)}</code>: "
+            + ", ".join(f"{escape(k)}={escape(_fmt(v))}" for k, v in params.items())
             + "</p>"
         )
     parts += [_elbow(store), _sweep(store), _som(store, clusters)]
@@ -334,7 +331,7 @@ def probe_section(ctx: ReportContext) -> str | None:
             "<h2>Linear probe</h2>",
             "<p>Logistic regression on frozen features, trained on k examples per class "
             "(seeded, per repeat) and scored on the same held-out stratified split for every "
-            f"feature array. <em>beaten by {html.escape(reference)}</em>: whether the first "
+            f"feature array. <em>beaten by {escape(reference)}</em>: whether the first "
             "array's mean macro-F1 is higher than this baseline's. Every fit is in "
             "<code>tables/probe.parquet</code>.</p>",
             table_html(

@@ -56,5 +56,9 @@ class ReportContext:
         return names
 
     def figure(self, name: str, png: bytes, alt: str) -> str:
-        """Write ``report/<name>`` and return the ``<img>`` that shows it."""
+        """Write the figure under ``report/`` and return the ``<img>`` that shows it.
+
+        ``name`` is the figure's file name when it is a plain one, else a plain name made
+        from it (:func:`~pipeline.report.figures.figure_file`); ``alt`` is plain text.
+        """
         return figure_html(self.store, name, png, alt)

@@ -5,6 +5,12 @@ table prints them, so that every section reads alike; text goes through :func:`e
 table or record a stage did not write reads as None or empty (:func:`read_optional_table`,
 :func:`read_optional_json`): the part that shows it then leaves itself out, returning None,
 and :func:`join_parts` joins the parts that are left.
+
+Escaping: every value a section puts into its HTML goes through one of two functions, whatever
+its origin (step, image, job, column, level and file names, parameter values, error messages,
+records read from the store): :func:`escape` for text and attribute values, :func:`url` for
+the ``src`` or ``href`` of a file of the report folder. Left as they are: the markup a section
+writes itself, and the numbers it formats itself (``f"{n} images"``, ``f"{x:.3f}"``).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import html
 import math
 import re
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -32,6 +39,7 @@ __all__ = [
     "same_decimals",
     "significant",
     "slug",
+    "url",
 ]
 
 
@@ -158,18 +166,44 @@ def percent(x: float, decimals: int = 1) -> str:
 
 
 def escape(x: Any) -> str:
-    """``x`` as text safe in HTML (``html.escape`` of ``str(x)``).
+    """``x`` as text safe in HTML: in an element or in a quoted attribute value.
+
+    The one escaping function of the report: ``&``, ``<``, ``>``, ``"`` and ``'`` become
+    character references (``html.escape(str(x), quote=True)``), so a value can neither open
+    a tag nor close the attribute it stands in, whichever quotes the attribute uses.
 
     Parameters
     ----------
     x : Any
-        A name or a number from a table or a parameter file.
+        A name, a message or a number from a table, a record or a parameter file.
 
     Returns
     -------
     str
     """
-    return html.escape(str(x))
+    return html.escape(str(x), quote=True)
+
+
+def url(path: str) -> str:
+    """A file of the report folder as a relative URL, escaped for a ``src`` or ``href``.
+
+    Parameters
+    ----------
+    path : str
+        The file's path relative to ``report/`` (``montage.png``), possibly made from user
+        names.
+
+    Returns
+    -------
+    str
+        ``path`` percent-encoded (every character but ASCII letters, digits, ``_.-~`` and
+        ``/``: so no ``:`` can make it a scheme such as ``javascript:``, and no space, quote
+        or ``#`` survives) and then :func:`escape`d; a path starting with ``/`` is prefixed
+        with ``.`` so that it stays relative (``//host`` would name another server). An
+        ordinary file name (``survival_km_0_all.png``) is unchanged.
+    """
+    quoted = urllib.parse.quote(str(path), safe="/")
+    return escape("." + quoted if quoted.startswith("/") else quoted)
 
 
 def slug(text: str) -> str:

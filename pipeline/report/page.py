@@ -6,11 +6,14 @@ itself from the store (``render(ctx) -> html or None``) and is imported only her
 frame (stages, collection, quarantine, sample montage, versions) is
 :mod:`pipeline.report.sections`. The page is static HTML with relative links, so the folder
 can be copied or served as it is.
+
+Every figure of the page is made inside :func:`~pipeline.report.figures.plain_text` (user names
+are drawn as they are, never as mathtext or TeX), and every value in its HTML is escaped by
+:mod:`pipeline.report.format`.
 """
 
 from __future__ import annotations
 
-import html
 import logging
 
 from pipeline.core.context import RunContext
@@ -18,6 +21,8 @@ from pipeline.core.manifest import load_manifest
 from pipeline.core.registry import Registry, default_registry
 from pipeline.core.store import RunStore
 from pipeline.report.context import ReportContext
+from pipeline.report.figures import plain_text
+from pipeline.report.format import escape
 from pipeline.report.spec import ReportParams
 
 __all__ = ["ReportParams", "run_report", "write_report"]
@@ -67,17 +72,18 @@ def write_report(
         seed=seed,
         current_step=current_step,
     )
-    title = html.escape((ctx.manifest.job or {}).get("name") or store.url.rsplit("/", 1)[-1])
+    title = escape((ctx.manifest.job or {}).get("name") or store.url.rsplit("/", 1)[-1])
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>Run report: {title}</h1>",
-        f"<p>Store: <code>{html.escape(store.url)}</code></p>",
+        f"<p>Store: <code>{escape(store.url)}</code></p>",
     ]
-    for section in (registry or default_registry()).sections:
-        body = section.load()(ctx)
-        if body is not None:
-            parts.append(f"<section id='{html.escape(section.name)}'>\n{body}\n</section>")
+    with plain_text():  # the one place: every section's figures are made inside
+        for section in (registry or default_registry()).sections:
+            body = section.load()(ctx)
+            if body is not None:
+                parts.append(f"<section id='{escape(section.name)}'>\n{body}\n</section>")
     parts.append("</body></html>")
     store.write_bytes("report/index.html", "\n".join(parts).encode())
     log.info("report written to %s", store.path("report/index.html"))

@@ -4,14 +4,13 @@ versions. Each is a section renderer (``render(ctx) -> html or None``) declared 
 
 from __future__ import annotations
 
-import html
-
 import numpy as np
 
 from pipeline.core.manifest import Manifest
 from pipeline.core.registry import INGEST
 from pipeline.report.context import ReportContext
 from pipeline.report.figures import grid_png, table_html
+from pipeline.report.format import escape
 
 __all__ = [
     "collection_section",
@@ -64,7 +63,7 @@ def collection_section(ctx: ReportContext) -> str | None:
     if not col:
         return "<h2>Collection</h2>\n<p>No collection has been ingested.</p>"
     ds = ctx.store.open_dataset()
-    coords = ", ".join(f"<code>{html.escape(str(c))}</code>" for c in ds.coords)
+    coords = ", ".join(f"<code>{escape(c)}</code>" for c in ds.coords)
     images = ds["images"]
     rows = [
         ["images", f"{images.sizes['image']}"],
@@ -109,8 +108,8 @@ def montage_section(ctx: ReportContext) -> str | None:
     return "\n".join(
         [
             "<h2>Sample of images</h2>",
-            f"<p>{len(ids)} valid images chosen at random (seed {ctx.seed}); 16-bit and float "
-            "images are stretched to their 0.5-99.5 percentile range.</p>",
+            f"<p>{len(ids)} valid images chosen at random (seed {escape(ctx.seed)}); 16-bit and "
+            "float images are stretched to their 0.5-99.5 percentile range.</p>",
             ctx.figure("montage.png", grid_png(list(images), ids), "sample montage"),
         ]
     )
@@ -119,4 +118,4 @@ def montage_section(ctx: ReportContext) -> str | None:
 def versions_section(ctx: ReportContext) -> str:
     """Python's and the packages' versions the run used."""
     versions = ", ".join(f"{k} {v}" for k, v in sorted(ctx.manifest.versions.items()))
-    return f"<h2>Versions</h2><p>{html.escape(versions)}</p>"
+    return f"<h2>Versions</h2><p>{escape(versions)}</p>"

@@ -3,14 +3,13 @@ embedding's inference ran, and clustering agreement on each feature space."""
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table
 from pipeline.report.context import ReportContext
 from pipeline.report.figures import new_figure, png_bytes, table_html
-from pipeline.report.format import join_parts
+from pipeline.report.format import escape, join_parts
 from pipeline.workflows.embed.spec import embed_outputs, encoder_outputs
 
 __all__ = ["embed_section"]
@@ -32,18 +31,19 @@ def _training(ctx: ReportContext, step: str) -> str | None:
     pointer = store.read_json(out.pointer) if store.exists(out.pointer) else {}
     config = pointer.get("config", {})
     last = loss.iloc[-1]
-    named = "" if step == "train_encoder" else f": {html.escape(step)}"
+    # The alt text is escaped where the <img> is made: it gets the step's plain name.
+    named = "" if step == "train_encoder" else f": {step}"
     png = "training_loss.png" if step == "train_encoder" else f"{step}_training_loss.png"
     return "\n".join(
         [
-            f"<h3>Encoder training (SimCLR){named}</h3>",
-            f"<p>{html.escape(str(config.get('arch', '?')))} encoder, "
-            f"{config.get('input_size', '?')} px input, {len(loss)} epoch(s) on "
-            f"{html.escape(str(last['device']))} ({loss['seconds'].sum():.1f} s); loss "
+            f"<h3>Encoder training (SimCLR){escape(named)}</h3>",
+            f"<p>{escape(config.get('arch', '?'))} encoder, "
+            f"{escape(config.get('input_size', '?'))} px input, {len(loss)} epoch(s) on "
+            f"{escape(last['device'])} ({loss['seconds'].sum():.1f} s); loss "
             f"{loss['loss'].iloc[0]:.3f} at epoch 1, {last['loss']:.3f} at epoch "
             f"{int(last['epoch'])}. Checkpoint <code>models/"
-            f"{html.escape(str(pointer.get('checkpoint', '')))}</code>; per-epoch loss in "
-            f"<code>{html.escape(out.loss_csv)}</code>.</p>",
+            f"{escape(pointer.get('checkpoint', ''))}</code>; per-epoch loss in "
+            f"<code>{escape(out.loss_csv)}</code>.</p>",
             ctx.figure(png, png_bytes(fig), "training loss" + named),
         ]
     )
@@ -60,14 +60,14 @@ def _inference(store: RunStore, step: str) -> str | None:
     ]
     n = sum(int(w["rows"]) for w in rec["workers"].values())
     rate = n / max(float(rec["seconds"]), 1e-9)
-    named = "" if step == "embed" else f": {html.escape(step)}"
-    arch = html.escape(str(rec["config"]["arch"]))
+    named = "" if step == "embed" else f": {escape(step)}"
+    arch = escape(rec["config"]["arch"])
     return "\n".join(
         [
             f"<h3>Embeddings{named}</h3>",
-            f"<p><code>{html.escape(out.array)} (image, {arch} features)</code>: {n} images "
+            f"<p><code>{escape(out.array)} (image, {arch} features)</code>: {n} images "
             f"in {rec['seconds']:.1f} s ({rate:.0f} images/s) with checkpoint "
-            f"<code>{html.escape(str(rec['checkpoint']).rsplit('/', 1)[-1])}</code>. Where the "
+            f"<code>{escape(str(rec['checkpoint']).rsplit('/', 1)[-1])}</code>. Where the "
             "tasks ran (each worker loads the model once):</p>",
             table_html(["worker", "device", "tasks", "images", "model loads"], rows),
         ]
@@ -95,11 +95,11 @@ def _agreement(store: RunStore, arrays: Sequence[str]) -> str | None:
         rows.append([method, space, f"{ari:.3f}", f"{float(rec['nmi']):.3f}"])
         if "som winners" not in where and (space not in best or ari > best[space][1]):
             best[space] = (method, ari)
-    summary = "; ".join(f"{s}: ARI {a:.3f} ({html.escape(m)})" for s, (m, a) in best.items())
+    summary = "; ".join(f"{s}: ARI {a:.3f} ({escape(m)})" for s, (m, a) in best.items())
     return "\n".join(
         [
             "<h3>Clustering on learned embeddings against PCA features</h3>",
-            f"<p>Agreement with <code>{html.escape(str(scored['label_column'].iloc[0]))}"
+            f"<p>Agreement with <code>{escape(scored['label_column'].iloc[0])}"
             f"</code> (ARI 0 = chance). Best per space: {summary}.</p>",
             table_html(["method", "features", "ARI", "NMI"], rows),
         ]

@@ -318,18 +318,19 @@ def _concordance_text(store: RunStore) -> str | None:
     parts = []
     if "concordance" in m:
         parts.append(
-            f"Concordance (Harrell's C) {metric_text(m['concordance'])}: the share of patient "
-            "pairs whose predicted risk is ordered as their survival was (0.5 is chance, 1 "
+            f"Concordance (Harrell's C) {escape(metric_text(m['concordance']))}: the share of "
+            "patient pairs whose predicted risk is ordered as their survival was (0.5 is chance, 1 "
             "perfect ranking)."
         )
     if "log_likelihood_ratio_p" in m:
         parts.append(
             "Likelihood-ratio test of the whole model: "
-            f"{p_phrase(float(m['log_likelihood_ratio_p']['value']))}."
+            f"{escape(p_phrase(float(m['log_likelihood_ratio_p']['value'])))}."
         )
     if "ph_global_p" in m:
         parts.append(
-            f"Global proportional-hazards test: {p_phrase(float(m['ph_global_p']['value']))}."
+            "Global proportional-hazards test: "
+            f"{escape(p_phrase(float(m['ph_global_p']['value'])))}."
         )
     return f"<p>{' '.join(parts)}</p>" if parts else None
 

@@ -190,7 +190,7 @@ def _phenotype_intro(store: RunStore, sel: pd.DataFrame | None) -> str | None:
     if horizon is not None:
         unit = str(params.get("time_unit", ""))
         text.append(
-            f"phenotypes are numbered by survival at {time_point(float(horizon), unit)}: "
+            f"phenotypes are numbered by survival at {escape(time_point(float(horizon), unit))}: "
             "phenotype 1 has the best"
         )
     paragraphs = [f"<p>{'; '.join(text)}.</p>"] if text else []
