@@ -193,10 +193,8 @@ def test_a_lease_is_renewed_while_the_run_lasts(memory_store: RunStore) -> None:
 
 def _ingest_argv(tmp_path: Path, store: Path, client: Client) -> list[str]:
     make_folder(tmp_path / "in", 3)
-    return ["ingest", str(tmp_path / "in"), "--store", str(store), "-q"] + [
-        "--scheduler",
-        client.scheduler.address,
-    ]
+    scheduler = ["--scheduler", client.scheduler.address]
+    return ["ingest", str(tmp_path / "in"), "--store", str(store), "-q", *scheduler]
 
 
 @pytest.mark.parametrize(
