@@ -207,6 +207,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="zstd level -7 (fast) to 22 (small), default 1; or Blosc level 0-9, default 5",
     )
     p.add_argument(
+        "--max-pixels",
+        type=int,
+        help="largest image accepted, in values (height x width x channels; default 2**28): "
+        "a file whose header claims more is quarantined before it is decoded",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="replace a different collection already in the store",
@@ -390,6 +396,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     }
     if args.shape:
         spec["input"]["shape"] = list(args.shape)
+    if args.max_pixels is not None:
+        spec["input"]["max_pixels"] = args.max_pixels
     job = build_job(spec, "<command line>")
     args.force = []
     code = _cmd_run(args, job)
@@ -564,6 +572,33 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _warn_outside_manifests(job: Any) -> None:
+    """Warn about manifest rows naming files outside the manifest's folder.
+
+    Reading them is the user's right, but a manifest handed over by someone else can name any
+    file the user can read; the ingest records each one's resolved path.
+    """
+    sources = (job.spec.input or {}).get("sources") or []
+    manifests = [str(s) for s in sources if str(s).lower().endswith((".csv", ".parquet", ".pq"))]
+    if not manifests:
+        return
+    from pipeline.io.inputs import paths_outside_manifest
+
+    for manifest in manifests:
+        try:
+            outside = paths_outside_manifest(manifest)
+        except InputError:
+            continue  # not here (yet): a spec validates anywhere, the run checks its inputs
+        if outside:
+            shown = "; ".join(f"{given} -> {resolved}" for given, resolved in outside[:3])
+            more = f" (and {len(outside) - 3} more)" if len(outside) > 3 else ""
+            print(
+                f"warning: {manifest} names {len(outside)} file(s) outside its folder: "
+                f"{shown}{more}",
+                file=sys.stderr,
+            )
+
+
 #: Errors of what the user gave (inputs, store, cluster address): exit 2, one line, no traceback.
 _INPUT_ERRORS = (
     InputError,
@@ -588,6 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             job = load_job(args.job, args.overrides)
             if args.command == "validate":
+                _warn_outside_manifests(job)
                 steps = ", ".join(s.name for s in job.steps) or "none"
                 print(f"{args.job}: valid (steps: {steps}; store: {job.spec.store})")
                 return EXIT_OK

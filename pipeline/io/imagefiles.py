@@ -5,12 +5,31 @@ the collection (shape, dtype, which files are bad) without decoding every pixel 
 catches empty files, files that are not images, and truncated files (a JPEG without its end
 marker, a PNG without IEND, TIFF strips or FITS data past the end of the file). Corruption it
 cannot see is caught when the image is decoded.
+
+Hostile files are refused before anything is allocated for their pixels:
+
+- only regular files are opened (a FIFO, socket or device among the inputs would block a read
+  for ever, or have side effects when opened);
+- the size a header claims is checked against a pixel budget (``max_pixels``) before any
+  decoder runs, for every format: a 69-byte PNG may claim 100000 x 100000 pixels. Pillow's own
+  decompression-bomb check is raised to that budget for each open (under a lock, restored
+  after), so it can neither abort a run nor warn about an image the budget allows;
+- a multi-page TIFF whose pages differ in shape or dtype is refused rather than cut to its
+  first page.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import math
+import os
+import stat
+import struct
+import threading
 import warnings
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -20,10 +39,13 @@ import tifffile
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.errors import ImageDecodeError
+from pipeline.io.spec import DEFAULT_MAX_PIXELS
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
     "ImageInfo",
+    "check_regular_file",
     "read_header",
     "read_image",
     "sniff_format",
@@ -88,10 +110,87 @@ def stored_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
     return np.dtype(np.float32)
 
 
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO (named pipe)"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def _not_regular(path: str, mode: int) -> ImageDecodeError:
+    return ImageDecodeError(
+        f"not a regular file but a {_file_kind(mode)}: only regular files (or symlinks to "
+        f"them) are read; take {path} out of the sources"
+    )
+
+
+def check_regular_file(path: str) -> None:
+    """Raise unless the local ``path`` is a regular file (symlinks are followed).
+
+    Opening a FIFO blocks until something writes to it, and opening a device can have side
+    effects, so this is checked with :func:`os.stat` before the file is opened.
+
+    Raises
+    ------
+    ImageDecodeError
+        If ``path`` is a directory, FIFO, socket or device; the message names the kind.
+    OSError
+        If ``path`` does not exist or cannot be stat'ed.
+    """
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise _not_regular(path, mode)
+
+
 def _open(path: str) -> IO[bytes]:
-    if "://" in path:
+    if "://" in path and not path.startswith("file://"):
         return fsspec.open(path, "rb").open()
-    return open(path, "rb")
+    local = path[len("file://") :] if path.startswith("file://") else path
+    check_regular_file(local)
+
+    def opener(name: str, flags: int) -> int:
+        # Non-blocking open, then the same check on what was opened: a file swapped for a
+        # FIFO after the stat cannot block us. A regular file's reads never block anyway.
+        fd = os.open(name, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise _not_regular(path, mode)
+            if hasattr(os, "O_NONBLOCK"):
+                os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    return open(local, "rb", opener=opener)
+
+
+def _check_budget(
+    fmt: str, dims: Sequence[int], max_pixels: int | None, claim: str | None = None
+) -> None:
+    """Refuse a file whose header claims more pixel values than ``max_pixels``.
+
+    ``dims`` are the claimed (pages,) height, width and (where more than one) channels; their
+    product is what decoding would allocate, in values. ``claim`` describes them where
+    ``h x w`` does not.
+    """
+    if max_pixels is None:
+        return
+    values = math.prod(int(d) for d in dims)
+    if values > max_pixels:
+        raise ImageDecodeError(
+            f"{fmt.upper()} header claims {claim or ' x '.join(map(str, dims))} = {values:,} "
+            f"pixel values, over the budget of {max_pixels:,} per image (a decompression "
+            "bomb, or an image too large to decode whole; nothing was decoded). If the image "
+            "is genuine, raise input.max_pixels"
+        )
 
 
 def _size(fh: IO[bytes]) -> int:
@@ -127,7 +226,103 @@ _PIL_MODES: dict[str, tuple[str, int, str]] = {
 }
 
 
-def _header_pil(fh: IO[bytes], fmt: str, size: int) -> tuple[tuple[int, ...], str]:
+# Samples per pixel Pillow decodes a PNG colour type to (palette expands to RGB).
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); C4, C8 and CC
+# share the range but are other segments.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RSTn, SOI
+
+
+def _png_claim(fh: IO[bytes]) -> tuple[int, int, int]:
+    head = fh.read(26)
+    fh.seek(0)
+    if len(head) < 26 or head[12:16] != b"IHDR":
+        raise ImageDecodeError("corrupt PNG: the IHDR header chunk is missing")
+    width, height = struct.unpack(">II", head[16:24])
+    return height, width, _PNG_SAMPLES.get(head[25], 4)
+
+
+def _jpeg_claim(fh: IO[bytes]) -> tuple[int, int, int]:
+    """Height, width and components from a JPEG's frame header, read by hand.
+
+    Pillow checks its own limit only once it has opened the file; walking the marker
+    segments (skipping stray bytes between them, as Pillow does) finds the claimed size
+    first, reading a few bytes per segment.
+    """
+    fh.seek(2)
+    try:
+        while True:
+            byte = fh.read(1)
+            if not byte:
+                break
+            if byte != b"\xff":
+                continue
+            marker = fh.read(1)
+            while marker == b"\xff":  # fill bytes
+                marker = fh.read(1)
+            if not marker:
+                break
+            m = marker[0]
+            if m in _JPEG_STANDALONE or m == 0x00:
+                continue
+            if m in (0xD9, 0xDA):  # end of image, or scan data, before any frame header
+                break
+            (length,) = struct.unpack(">H", fh.read(2))
+            if m in _JPEG_SOF:
+                _, height, width, components = struct.unpack(">BHHB", fh.read(6))
+                return height, width, components
+            if length < 2:
+                break
+            fh.seek(length - 2, io.SEEK_CUR)
+    except struct.error:
+        pass
+    finally:
+        fh.seek(0)
+    raise ImageDecodeError("corrupt JPEG: no frame header (SOF marker) before the image data")
+
+
+#: Serialises the moments Pillow's global bomb limit is raised (tasks run in threads).
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pil_open(fh: IO[bytes], fmt: str, max_pixels: int | None) -> Iterator[Image.Image]:
+    """``Image.open`` with Pillow's bomb limit raised to ``max_pixels`` for this open only.
+
+    Our own budget check has run by then, so Pillow's (lower by default: about 89 million
+    pixels) must not refuse or warn about an image the budget allows. Pillow checks the
+    limit in ``Image.open`` only, so it is raised just around that call and then restored;
+    decoding happens outside the lock.
+    """
+    with _PIL_LIMIT_LOCK:
+        before = Image.MAX_IMAGE_PIXELS
+        raise_to = before is not None and max_pixels is not None and max_pixels > before
+        if raise_to:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            im = Image.open(fh, formats=[fmt.upper()])
+        except Image.DecompressionBombError as exc:
+            raise ImageDecodeError(
+                f"refused by Pillow as a possible decompression bomb ({exc}); if the image "
+                "is genuine, raise input.max_pixels"
+            ) from exc
+        finally:
+            if raise_to:
+                Image.MAX_IMAGE_PIXELS = before
+    with im:
+        yield im
+
+
+def _pil_claim(fh: IO[bytes], fmt: str, max_pixels: int | None) -> None:
+    height, width, samples = _png_claim(fh) if fmt == "png" else _jpeg_claim(fh)
+    _check_budget(fmt, (height, width, samples) if samples > 1 else (height, width), max_pixels)
+
+
+def _header_pil(
+    fh: IO[bytes], fmt: str, size: int, max_pixels: int | None
+) -> tuple[tuple[int, ...], str]:
+    _pil_claim(fh, fmt, max_pixels)
     tail = _tail(fh, size)
     if fmt == "jpeg" and b"\xff\xd9" not in tail:
         raise ImageDecodeError("truncated JPEG: the end-of-image marker is missing")
@@ -142,7 +337,7 @@ def _header_pil(fh: IO[bytes], fmt: str, size: int) -> tuple[tuple[int, ...], st
             raise ImageDecodeError(
                 "16-bit colour PNG is read as 8-bit by Pillow; convert it to a 16-bit TIFF"
             )
-    with Image.open(fh) as im:
+    with _pil_open(fh, fmt, max_pixels) as im:
         width, height = im.size
         mode = im.mode
         if getattr(im, "n_frames", 1) > 1 and fmt == "png":
@@ -168,8 +363,59 @@ def _tiff_layout(axes: str, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tu
     )
 
 
-def _header_tiff(fh: IO[bytes], size: int) -> tuple[tuple[int, ...], str]:
+# NewSubfileType bits of pages that describe another page rather than hold an image of
+# their own: a reduced-resolution copy (preview, pyramid level) and a transparency mask.
+_TIFF_AUXILIARY = 0b101
+
+
+def _page_text(shape: Sequence[int], dtype: object) -> str:
+    return f"{' x '.join(map(str, shape))} {dtype}"
+
+
+def _check_tiff_pages(tif: tifffile.TiffFile, max_pixels: int | None) -> None:
+    """Budget and page checks of a TIFF, from its IFDs alone (nothing is decoded).
+
+    Raises
+    ------
+    ImageDecodeError
+        If all pages together claim more than ``max_pixels`` values, the pages differ in
+        shape or dtype (such a file is refused, never cut to its first page), or pages that
+        agree are not all in the first series (tifffile would read the first one only).
+    """
+    pages = [p for p in tif.pages if not int(getattr(p, "subfiletype", 0)) & _TIFF_AUXILIARY]
+    if not pages:
+        raise ImageDecodeError("TIFF without an image page")
+    kinds = [(tuple(p.shape), str(p.dtype)) for p in pages]
+    first = kinds[0][0]
+    if len(pages) == 1:
+        _check_budget("tiff", first, max_pixels)
+    elif all(shape == first for shape, _ in kinds):
+        dims = (len(pages), *first)
+        _check_budget(
+            "tiff", dims, max_pixels, f"{len(pages)} pages of {' x '.join(map(str, first))}"
+        )
+    else:
+        values = sum(math.prod(shape) for shape, _ in kinds)
+        _check_budget("tiff", (values,), max_pixels, f"{len(pages)} pages of different sizes")
+    other = next((i for i, k in enumerate(kinds) if k != kinds[0]), None)
+    if other is not None:
+        raise ImageDecodeError(
+            f"multi-page TIFF whose pages differ: page 1 is {_page_text(*kinds[0])}, page "
+            f"{other + 1} is {_page_text(*kinds[other])} ({len(pages)} pages); one page "
+            "alone is not read as the image: split the pages into files of their own"
+        )
+    in_first = len(tif.series[0].pages)
+    if len(pages) > in_first:
+        raise ImageDecodeError(
+            f"TIFF of {len(pages)} pages of {_page_text(*kinds[0])} stored as "
+            f"{len(tif.series)} series; only single 2-D images are supported (the first "
+            "page alone would be read): split stacks into one file per image"
+        )
+
+
+def _header_tiff(fh: IO[bytes], size: int, max_pixels: int | None) -> tuple[tuple[int, ...], str]:
     with tifffile.TiffFile(fh) as tif:
+        _check_tiff_pages(tif, max_pixels)
         series = tif.series[0]
         _, shape = _tiff_layout(series.axes, tuple(series.shape))
         for page in series.pages:
@@ -179,6 +425,13 @@ def _header_tiff(fh: IO[bytes], size: int) -> tuple[tuple[int, ...], str]:
             if ends and max(ends) > size:
                 raise ImageDecodeError(
                     f"truncated TIFF: image data runs to byte {max(ends)} of a {size}-byte file"
+                )
+            key = getattr(page, "keyframe", page)
+            if key.compression == 1 and key.nbytes > size:
+                # Uncompressed data cannot be smaller than the image it claims to be.
+                raise ImageDecodeError(
+                    f"truncated TIFF: the header claims {_page_text(key.shape, key.dtype)} "
+                    f"uncompressed ({key.nbytes:,} bytes) in a {size:,}-byte file"
                 )
         return shape, str(stored_dtype(np.dtype(series.dtype)))
 
@@ -190,9 +443,12 @@ def _fits_hdu(hdul: Any) -> tuple[int, Any]:
     raise ImageDecodeError("FITS file has no image HDU with 2 or more axes")
 
 
-def _fits_shape_dtype(header: Any) -> tuple[tuple[int, ...], np.dtype[Any], int]:
+def _fits_shape_dtype(
+    header: Any, max_pixels: int | None = None
+) -> tuple[tuple[int, ...], np.dtype[Any], int]:
     naxis = int(header["NAXIS"])
     dims = [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)]  # FITS order: x, y, ...
+    _check_budget("fits", dims[1::-1] + dims[2:], max_pixels)
     if naxis == 2:
         shape: tuple[int, ...] = (dims[1], dims[0])
     elif naxis == 3 and dims[2] <= 4:
@@ -215,34 +471,56 @@ def _fits_shape_dtype(header: Any) -> tuple[tuple[int, ...], np.dtype[Any], int]
     return shape, stored_dtype(src), nbytes
 
 
-def _header_fits(fh: IO[bytes], size: int) -> tuple[tuple[int, ...], str]:
+def _header_fits(fh: IO[bytes], size: int, max_pixels: int | None) -> tuple[tuple[int, ...], str]:
     from astropy.io import fits  # imported here: astropy is slow to import and FITS is rare
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # astropy warns on odd headers; we check what we need
         with fits.open(fh, memmap=False, lazy_load_hdus=True) as hdul:
             index, hdu = _fits_hdu(hdul)
-            shape, dtype, nbytes = _fits_shape_dtype(hdu.header)
+            shape, dtype, nbytes = _fits_shape_dtype(hdu.header, max_pixels)
             start = hdul.fileinfo(index)["datLoc"]
     if start + nbytes > size:
         raise ImageDecodeError(
-            f"truncated FITS: data needs bytes {start}..{start + nbytes} of a {size}-byte file"
+            f"truncated FITS: the header claims {' x '.join(map(str, shape))} "
+            f"(BITPIX {hdu.header['BITPIX']}), data bytes {start:,}..{start + nbytes:,}, "
+            f"of a {size:,}-byte file"
         )
     return shape, str(dtype)
 
 
-def read_header(path: str) -> ImageInfo:
+#: Errors decoders raise on malformed input beyond OSError/ValueError (a corrupt deflate
+#: stream, a struct read past the end, a file that ends early).
+_DECODER_ERRORS = (
+    OSError,
+    ValueError,
+    KeyError,
+    IndexError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+    zlib.error,
+)
+
+
+def read_header(path: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageInfo:
     """Read a file's header (and last bytes) and say whether and how it can be ingested.
 
     Parameters
     ----------
     path : str
-        Local path or fsspec URL.
+        Local path or fsspec URL. A local path must be a regular file (or a symlink to one);
+        it is checked before it is opened.
+    max_pixels : int or None
+        Pixel budget: the most values (height x width x channels, summed over the pages of a
+        TIFF) the header may claim; checked before any decoder runs. None: no budget of ours
+        (Pillow's own limit then stands, and a file it refuses gets a reason too).
 
     Returns
     -------
     ImageInfo
-        With ``reason`` set when the file is empty, not an image, unsupported or truncated.
+        With ``reason`` set when the file is not a regular file, empty, not an image,
+        unsupported, over the pixel budget, a TIFF whose pages differ, or truncated.
     """
     try:
         with _open(path) as fh:
@@ -256,52 +534,61 @@ def read_header(path: str) -> ImageInfo:
                     path, reason="not an image: content is not JPEG, PNG, TIFF or FITS"
                 )
             if fmt == "tiff":
-                shape, dtype = _header_tiff(fh, size)
+                shape, dtype = _header_tiff(fh, size, max_pixels)
             elif fmt == "fits":
-                shape, dtype = _header_fits(fh, size)
+                shape, dtype = _header_fits(fh, size, max_pixels)
             else:
-                shape, dtype = _header_pil(fh, fmt, size)
+                shape, dtype = _header_pil(fh, fmt, size, max_pixels)
         return ImageInfo(path, format=fmt, shape=shape, dtype=dtype)
     except ImageDecodeError as exc:
         return ImageInfo(path, reason=str(exc))
-    except (OSError, ValueError, KeyError, IndexError, UnidentifiedImageError) as exc:
+    except Image.DecompressionBombError as exc:  # not a ValueError; never let it abort a run
+        return ImageInfo(path, reason=f"refused by Pillow as a decompression bomb: {exc}")
+    except (*_DECODER_ERRORS, UnidentifiedImageError) as exc:
         return ImageInfo(path, reason=f"unreadable: {type(exc).__name__}: {exc}")
 
 
-def _read_pil(fh: IO[bytes]) -> np.ndarray:
-    with Image.open(fh) as im:
+def _read_pil(fh: IO[bytes], fmt: str, max_pixels: int | None) -> np.ndarray:
+    # The file may have changed since its header was read: check its claim again.
+    _pil_claim(fh, fmt, max_pixels)
+    with _pil_open(fh, fmt, max_pixels) as im:
         target = _PIL_MODES[im.mode][0]
         return np.asarray(im.convert(target) if im.mode != target else im)
 
 
-def _read_tiff(fh: IO[bytes]) -> np.ndarray:
+def _read_tiff(fh: IO[bytes], max_pixels: int | None) -> np.ndarray:
     with tifffile.TiffFile(fh) as tif:
+        _check_tiff_pages(tif, max_pixels)
         series = tif.series[0]
         order, _ = _tiff_layout(series.axes, tuple(series.shape))
         arr = series.asarray()
     return np.transpose(arr, order)
 
 
-def _read_fits(fh: IO[bytes]) -> np.ndarray:
+def _read_fits(fh: IO[bytes], max_pixels: int | None) -> np.ndarray:
     from astropy.io import fits
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with fits.open(fh, memmap=False) as hdul:
             _, hdu = _fits_hdu(hdul)
+            _fits_shape_dtype(hdu.header, max_pixels)  # before .data allocates
             arr = np.asarray(hdu.data)
     return np.moveaxis(arr, 0, -1) if arr.ndim == 3 else arr
 
 
-def read_image(path: str, fmt: str) -> np.ndarray:
+def read_image(path: str, fmt: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode one image file.
 
     Parameters
     ----------
     path : str
-        Local path or fsspec URL.
+        Local path or fsspec URL (a local path must be a regular file).
     fmt : {"jpeg", "png", "tiff", "fits"}
         The format :func:`read_header` found.
+    max_pixels : int or None
+        Pixel budget, checked again from the header before decoding (see
+        :func:`read_header`).
 
     Returns
     -------
@@ -312,19 +599,22 @@ def read_image(path: str, fmt: str) -> np.ndarray:
     Raises
     ------
     ImageDecodeError
-        If the file cannot be decoded; the message says why.
+        If the file cannot be decoded, is over the budget or is not a regular file; the
+        message says why.
     """
     try:
         with _open(path) as fh:
             if fmt == "tiff":
-                arr = _read_tiff(fh)
+                arr = _read_tiff(fh, max_pixels)
             elif fmt == "fits":
-                arr = _read_fits(fh)
+                arr = _read_fits(fh, max_pixels)
             else:
-                arr = _read_pil(fh)
+                arr = _read_pil(fh, fmt, max_pixels)
     except ImageDecodeError:
         raise
-    except (OSError, ValueError, KeyError, IndexError, SyntaxError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"refused by Pillow as a decompression bomb: {exc}") from exc
+    except _DECODER_ERRORS as exc:
         raise ImageDecodeError(f"cannot decode {fmt.upper()}: {exc}") from exc
     target = stored_dtype(arr.dtype)
     return arr if arr.dtype == target else arr.astype(target)

@@ -8,7 +8,11 @@ Three steps, each run on the Dask cluster where it touches files:
    the arrays and coordinates are created empty (:meth:`RunStore.write_template`);
 3. **write**: one task per output chunk decodes its own files and writes its own chunk-aligned
    region, then a completion marker. A rerun after an interruption writes only the chunks
-   without a marker, so the result equals an uninterrupted run bit for bit.
+   without a marker, so the result equals an uninterrupted run bit for bit (the temporary
+   files a killed writer leaves in the arrays are removed first).
+
+Hostile files (decompression bombs over ``max_pixels``, FIFOs and other non-regular files,
+TIFFs whose pages differ) are quarantined by the header step, before anything is decoded.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -38,7 +45,7 @@ from pipeline.errors import CollectionMismatchError, ImageDecodeError, IngestErr
 from pipeline.io.conform import convert_mode, fit_shape, target_channels
 from pipeline.io.imagefiles import ImageInfo, read_header, read_image
 from pipeline.io.inputs import SourceSet, resolve_sources
-from pipeline.io.spec import IngestParams, ModePolicy, ShapePolicy
+from pipeline.io.spec import DEFAULT_MAX_PIXELS, IngestParams, ModePolicy, ShapePolicy
 
 __all__ = [
     "IngestParams",
@@ -54,6 +61,11 @@ log = logging.getLogger(__name__)
 
 TASK = "ingest"
 _PROBE_BATCH = 256
+#: The arrays whose chunks the write tasks write (and a resume may find half-written).
+_CHUNKED = ("images", "valid")
+#: zarr's LocalStore writes each chunk to ``<key>.<32 hex digits>.partial`` and then renames
+#: it; a process killed in between leaves that file behind.
+_ZARR_PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
 
 
 @dataclass(frozen=True)
@@ -90,9 +102,13 @@ class IngestPlan:
 # -- per-task functions (module level, pure: they run on workers) ---------------------------
 
 
-def header_batch(paths: Sequence[str]) -> list[ImageInfo]:
-    """Probe a batch of files (one Dask task): headers only, no pixels leave the worker."""
-    return [read_header(p) for p in paths]
+def header_batch(paths: Sequence[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> list[ImageInfo]:
+    """Probe a batch of files (one Dask task): headers only, no pixels leave the worker.
+
+    A file whose header claims more than ``max_pixels`` values is given a reason (and so
+    quarantined) without being decoded.
+    """
+    return [read_header(p, max_pixels) for p in paths]
 
 
 def write_chunk(
@@ -105,12 +121,14 @@ def write_chunk(
     dtype: str,
     mode: ModePolicy,
     shape_policy: ShapePolicy,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict[str, list[tuple[str, str]]]:
     """Decode the files of one chunk and write its region of ``images`` and ``valid``.
 
     Runs as one Dask task (:func:`pipeline.core.chunks.run_chunks` writes its marker after
-    it). A file that fails to decode (corruption the header check cannot see) is stored as
-    zeros with ``valid = False`` and returned under ``quarantined`` as ``(path, reason)``.
+    it). A file that fails to decode (corruption the header check cannot see, or a file
+    changed since its header was read to one over ``max_pixels``) is stored as zeros with
+    ``valid = False`` and returned under ``quarantined`` as ``(path, reason)``.
     """
     # Uninitialised: every slot is either decoded into or zeroed below (zero-filling 32 MB
     # first would cost a measurable share of the write).
@@ -119,7 +137,7 @@ def write_chunk(
     bad: list[tuple[str, str]] = []
     for i, (path, fmt) in enumerate(zip(files, formats, strict=True)):
         try:
-            img = convert_mode(read_image(path, fmt), mode)
+            img = convert_mode(read_image(path, fmt, max_pixels), mode)
             if img.shape[:2] != shape[:2] and shape_policy in ("resize", "pad"):
                 img = fit_shape(img, shape[0], shape[1], shape_policy)
             if img.shape != shape:
@@ -330,12 +348,17 @@ def chunk_args(
             plan.dtype,
             params.mode,
             params.shape_policy,
+            params.max_pixels,
         )
     return args
 
 
 def _fingerprint(sources: SourceSet, params: IngestParams) -> str:
     options = params.model_dump(mode="json", exclude={"sources", "overwrite"})
+    if options["max_pixels"] == DEFAULT_MAX_PIXELS:
+        # Stores ingested before the budget existed hold the same collection: keep their
+        # fingerprint, so they resume instead of being refused as another collection.
+        del options["max_pixels"]
     blob = json.dumps({"sources": sources.fingerprint(), "options": options}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -350,22 +373,34 @@ def _existing_matches(
     CollectionMismatchError
         If it holds another collection and ``overwrite`` is false.
     """
-    existing = load_manifest(store).collection
+    manifest = load_manifest(store)
+    existing = manifest.collection
     if existing is not None and existing.get("fingerprint") == fingerprint:
         return True
     if existing is None and not store.exists("store.zarr"):
         return False
+    others = sorted(n for n in manifest.stages if n != TASK)
+    if existing is None and not others:
+        # No stage of pipeline wrote this store.zarr (e.g. one made with xarray), and no
+        # ingest (it names its collection in the manifest before writing): --overwrite
+        # replaces only what pipeline wrote.
+        raise CollectionMismatchError(
+            f"{store.zarr_url} was not written by pipeline (the manifest records no stage), "
+            "so it is not replaced, with or without --overwrite; use a new --store, or move "
+            "it away first"
+        )
     if params.overwrite:
         return False
     if existing is None:
-        what = "a Zarr store not written by pipeline"
+        what = f"arrays written by {', '.join(others)}"
     else:
         before = existing.get("params", {})
         now = params.model_dump(mode="json", exclude={"overwrite"})
+        defaults = {k: f.default for k, f in IngestParams.model_fields.items()}
         changed = [
-            f"{k} {before.get(k)!r} -> {v!r}"
+            f"{k} {before.get(k, defaults.get(k))!r} -> {v!r}"
             for k, v in now.items()
-            if k != "sources" and before.get(k) != v
+            if k != "sources" and before.get(k, defaults.get(k)) != v
         ]
         what = (
             f"{existing.get('images', '?')} images from {existing.get('n_files', '?')} files; "
@@ -407,6 +442,32 @@ def _clear_collection(store: RunStore) -> None:
     save_manifest(store, manifest)
 
 
+def _remove_stale_temporaries(store: RunStore) -> int:
+    """Delete the ``*.<hex>.partial`` files a killed writer left in the chunked arrays.
+
+    Only files matching zarr's temporary-name pattern inside ``images`` and ``valid`` are
+    touched: without this a resumed store holds files a clean run does not. (A concurrent
+    ingest into the same store is not supported, so no live write is removed.) Object
+    stores write a chunk in one PUT and leave nothing behind.
+
+    Returns
+    -------
+    int
+        Number of files removed.
+    """
+    if not store.is_local:
+        return 0
+    removed = 0
+    for name in _CHUNKED:
+        for folder, _, names in os.walk(Path(store.zarr_url, name)):
+            for stale in filter(_ZARR_PARTIAL.search, names):
+                Path(folder, stale).unlink(missing_ok=True)
+                removed += 1
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted write", removed)
+    return removed
+
+
 def _load_plan(store: RunStore) -> IngestPlan:
     manifest = load_manifest(store)
     col = manifest.collection or {}
@@ -421,21 +482,25 @@ def _load_plan(store: RunStore) -> IngestPlan:
     )
 
 
-def _new_plan(
-    store: RunStore,
-    client: Client | None,
-    sources: SourceSet,
-    params: IngestParams,
-    fingerprint: str,
-    progress: ProgressFn,
-) -> IngestPlan:
+def _probe(
+    client: Client | None, sources: SourceSet, params: IngestParams, progress: ProgressFn
+) -> tuple[IngestPlan, list[ImageInfo], list[int]]:
+    """Read every header (on the workers) and plan the collection; writes nothing.
+
+    Returns the plan, the kept files' infos and their positions in ``sources.files``.
+
+    Raises
+    ------
+    IngestError
+        From :func:`plan_collection`.
+    """
     batches = [
         sources.files[i : i + _PROBE_BATCH] for i in range(0, len(sources.files), _PROBE_BATCH)
     ]
     if client is None:
-        infos = [i for batch in batches for i in header_batch(batch)]
+        infos = [i for batch in batches for i in header_batch(batch, params.max_pixels)]
     else:
-        futures = client.map(header_batch, batches, pure=False)
+        futures = client.map(header_batch, batches, max_pixels=params.max_pixels, pure=False)
         parts = gather_with_progress(client, futures, "headers", progress)
         infos = [i for batch in parts for i in batch]
     kept, shape, dtype, quarantine = plan_collection(infos, params)
@@ -450,6 +515,20 @@ def _new_plan(
         per_chunk=_per_chunk(shape, dtype, params.chunk_mb),
         quarantine=tuple(quarantine),
     )
+    return plan, kept, order
+
+
+def _start_collection(
+    store: RunStore,
+    sources: SourceSet,
+    params: IngestParams,
+    fingerprint: str,
+    plan: IngestPlan,
+    kept: Sequence[ImageInfo],
+    order: Sequence[int],
+) -> None:
+    """Record the plan in the manifest, create the empty arrays and write the images table."""
+    shape, dtype, quarantine = plan.shape, plan.dtype, list(plan.quarantine)
     # The manifest names the collection before anything is written, so an interrupted run
     # is recognised as this collection (and resumed) rather than as a foreign one.
     manifest = load_manifest(store)
@@ -483,9 +562,8 @@ def _new_plan(
             "format": list(plan.formats),
         }
     )
-    meta = sources.metadata.iloc[order].reset_index(drop=True)
+    meta = sources.metadata.iloc[list(order)].reset_index(drop=True)
     write_table(store, "images", pd.concat([table, meta], axis=1))
-    return plan
 
 
 def ingest_images(ctx: RunContext, params: IngestParams) -> dict[str, int]:
@@ -513,19 +591,25 @@ def ingest_images(ctx: RunContext, params: IngestParams) -> dict[str, int]:
         ``store`` holds another collection and ``params.overwrite`` is false (before any
         work).
     IngestError
-        The files mix shapes, channels or dtypes under a policy that forbids it.
+        The files mix shapes, channels or dtypes under a policy that forbids it, or none can
+        be ingested. Found by the header pass (it needs every file's header, read on the
+        workers), before anything in the store is written or cleared.
     """
     store, client, progress = ctx.store, ctx.client, ctx.progress
     sources = resolve_sources(params.sources)
     fingerprint = _fingerprint(sources, params)
     resumable = _existing_matches(store, fingerprint, params, len(sources.files)) and not ctx.forced
-    if not resumable and (store.exists("store.zarr") or load_manifest(store).collection):
-        _clear_collection(store)
     if resumable and store.has_array("images") and store.exists("tables/images.parquet"):
         plan = _load_plan(store)
         log.info("resuming the ingest of %d images into %s", plan.n_images, store.url)
+        _remove_stale_temporaries(store)
     else:
-        plan = _new_plan(store, client, sources, params, fingerprint, progress)
+        # Plan before clearing: sources that cannot be ingested (IngestError) leave what the
+        # store already holds as it was.
+        plan, kept, order = _probe(client, sources, params, progress)
+        if not resumable and (store.exists("store.zarr") or load_manifest(store).collection):
+            _clear_collection(store)
+        _start_collection(store, sources, params, fingerprint, plan, kept, order)
     todo = [i for i in range(plan.n_chunks) if i not in store.done_markers(TASK)]
     log.info(
         "ingest: %d images of %s %s in %d chunks (%d to write), %d quarantined",

@@ -4,6 +4,11 @@ A source is a folder (searched recursively for image suffixes), a glob, an expli
 CSV / Parquet manifest whose ``path`` column names files (relative to the manifest's folder)
 and whose other columns become metadata coordinates (``plate``, ``well``, ``day``, ...).
 Only file names and stats are read here: no pixels.
+
+A manifest's paths may point anywhere the user can read; each is recorded resolved (absolute,
+symlinks followed), and :func:`paths_outside_manifest` lists those that resolve outside the
+manifest's folder, for ``pipeline validate`` to warn about (a manifest from elsewhere could
+otherwise pull, say, ``~/.ssh/id_rsa`` into a store that is then shared).
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ from pathlib import Path, PurePosixPath
 import fsspec
 import pandas as pd
 
-from pipeline.errors import InputError
-from pipeline.io.imagefiles import IMAGE_SUFFIXES
+from pipeline.errors import ImageDecodeError, InputError
+from pipeline.io.imagefiles import IMAGE_SUFFIXES, check_regular_file
 
-__all__ = ["RESERVED_COLUMNS", "SourceSet", "resolve_sources"]
+__all__ = ["RESERVED_COLUMNS", "SourceSet", "paths_outside_manifest", "resolve_sources"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,9 @@ _MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
 _PATH_COLUMNS = ("path", "file", "filename")
 #: Names a manifest column may not take: they are dimensions or variables of the store.
 RESERVED_COLUMNS = frozenset({"image", "y", "x", "channel", "images", "valid", "source"})
+# Internal column of a read manifest: each row's path as given, made absolute (the ``path``
+# column holds it resolved). Dropped before the rest become metadata.
+_GIVEN = "\0given"
 
 
 @dataclass
@@ -38,8 +46,9 @@ class SourceSet:
     Attributes
     ----------
     files : list of str
-        Absolute paths (or URLs), sorted, without duplicates; files a manifest lists but that
-        do not exist are in ``missing`` instead.
+        Absolute paths (or URLs), without duplicates, sorted (a manifest's files by the path
+        the manifest gives, and recorded resolved: symlinks followed, no ``..``); files a
+        manifest lists but that do not exist are in ``missing`` instead.
     sizes : list of int
         Size of each file in bytes.
     mtimes : list of float
@@ -86,7 +95,16 @@ def _fs_for(source: str) -> tuple[fsspec.AbstractFileSystem, str, str]:
     return fs, str(Path(source).expanduser().resolve()) if not _is_glob(source) else source, ""
 
 
-def _read_manifest(source: str) -> pd.DataFrame:
+def _manifest_table(source: str) -> tuple[pd.DataFrame, str]:
+    """The manifest's table and the name of its file column."""
+    if "://" not in source:
+        try:
+            # pandas would block for ever on a FIFO named like a manifest.
+            check_regular_file(source)
+        except ImageDecodeError as exc:
+            raise InputError(f"manifest {source}: {exc}") from exc
+        except FileNotFoundError as exc:
+            raise InputError(f"manifest {source} does not exist: check the path") from exc
     try:
         csv = source.lower().endswith(".csv")
         df = pd.read_csv(source) if csv else pd.read_parquet(source)
@@ -98,30 +116,93 @@ def _read_manifest(source: str) -> pd.DataFrame:
             f"manifest {source} has no file column: name one of its columns "
             f"{' or '.join(_PATH_COLUMNS)} (found: {', '.join(map(str, df.columns))})"
         )
+    return df, path_col
+
+
+def _manifest_folder(source: str) -> str:
+    """The folder (or URL prefix) a manifest's relative paths are relative to."""
+    return source.rsplit("/", 1)[0] if "://" in source else str(Path(source).resolve().parent)
+
+
+def _absolute(path: object, folder: str) -> str:
+    s = str(path)
+    if "://" in s or Path(s).is_absolute():
+        return s
+    return folder + ("/" if "://" in folder else os.sep) + s
+
+
+def _resolved(path: str) -> str:
+    """A local path made absolute with symlinks and ``..`` resolved; URLs as they are."""
+    return path if "://" in path else os.path.realpath(path)
+
+
+def _read_manifest(source: str) -> pd.DataFrame:
+    df, path_col = _manifest_table(source)
     bad = sorted(RESERVED_COLUMNS & set(map(str, df.columns)) - {path_col})
     if bad:
         raise InputError(
             f"manifest {source} uses reserved column name(s) {bad}: rename them "
             f"(reserved: {', '.join(sorted(RESERVED_COLUMNS))})"
         )
-    base = source.rsplit("/", 1)[0] if "://" in source else str(Path(source).resolve().parent)
-    sep = "/" if "://" in source else os.sep
-
-    def absolute(p: object) -> str:
-        s = str(p)
-        if "://" in s or Path(s).is_absolute():
-            return s
-        return base + sep + s
-
+    folder = _manifest_folder(source)
     df = df.rename(columns={path_col: "path"})
-    df["path"] = [absolute(p) for p in df["path"]]
-    dup = df["path"][df["path"].duplicated()]
-    if len(dup):
+    given = [_absolute(p, folder) for p in df["path"]]
+    df["path"] = [_resolved(p) for p in given]
+    df[_GIVEN] = given
+    dup = df["path"].duplicated(keep=False)
+    if dup.any():
+        first = df.loc[dup, "path"].iloc[0]
+        as_given = list(df.loc[df["path"] == first, _GIVEN])
+        shown = f" (as {' and '.join(sorted(set(as_given)))})" if len(set(as_given)) > 1 else ""
         raise InputError(
-            f"manifest {source} lists {len(dup)} file(s) more than once, e.g. {dup.iloc[0]}: "
-            "give each file one row"
+            f"manifest {source} lists {int(dup.sum()) - df.loc[dup, 'path'].nunique()} "
+            f"file(s) more than once, e.g. {first}{shown}: give each file one row"
         )
     return df
+
+
+def paths_outside_manifest(manifest: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """The rows of a manifest whose files resolve outside the manifest's folder.
+
+    Reading such a file is the user's right (the ingest does it); this is for
+    ``pipeline validate`` to warn about, since a manifest from someone else can name any file
+    its user can read. Symlinks and ``..`` are resolved; nothing is opened but the manifest.
+
+    Parameters
+    ----------
+    manifest : str or path-like
+        A CSV or Parquet manifest (local path or URL), as given to ``input.sources``.
+
+    Returns
+    -------
+    list of (str, str)
+        ``(path as the row gives it, resolved absolute path)``, in row order. For a local
+        manifest, URL rows are not listed (they name no local file). For a manifest at a URL,
+        rows naming local files are listed (relative rows are URLs beside it).
+
+    Raises
+    ------
+    InputError
+        If the manifest does not exist, is not a regular file, cannot be read or has no
+        file column.
+    """
+    source = os.fspath(manifest)
+    remote = "://" in source
+    if not remote:
+        source = str(Path(source).expanduser())
+    df, path_col = _manifest_table(source)
+    folder = _manifest_folder(source)
+    real_folder = "" if remote else os.path.realpath(folder)
+    out: list[tuple[str, str]] = []
+    for value in df[path_col]:
+        given = str(value)
+        absolute = _absolute(given, folder)
+        if "://" in absolute:
+            continue
+        resolved = os.path.realpath(absolute)
+        if remote or os.path.commonpath([resolved, real_folder]) != real_folder:
+            out.append((given, resolved))
+    return out
 
 
 def _expand(source: str) -> list[tuple[str, int, float]]:
@@ -231,26 +312,33 @@ def resolve_sources(sources: Sequence[str]) -> SourceSet:
         dup = table["path"][table["path"].duplicated()]
         if len(dup):
             raise InputError(f"{dup.iloc[0]} is listed by more than one manifest: list it once")
-        listed = set(table["path"])
+        # A folder source names files as found (symlinks unresolved); the manifest as given
+        # and resolved: either covers the file.
+        listed = set(table["path"]) | set(table[_GIVEN])
         stray = sorted(set(found) - listed)
         if stray:
             raise InputError(
                 f"{len(stray)} file(s) from the other sources are not in the manifest, e.g. "
                 f"{stray[0]}: add them to the manifest or leave those sources out"
             )
-        for p in table["path"]:
+        gone: list[str] = []
+        for p, given in zip(table["path"], table[_GIVEN], strict=True):
             if p not in found:
                 fs, path, _ = _fs_for(p)
                 if fs.exists(path):
                     info = fs.info(path)
                     found[p] = (int(info["size"]), _mtime(info))
                 else:
-                    missing.append(p)
-        table = table[~table["path"].isin(missing)].sort_values("path", kind="stable")
+                    gone.append(p)
+                    missing.append(given)  # as the manifest names it: that is what to fix
+        table = table[~table["path"].isin(gone)].sort_values(_GIVEN, kind="stable")
         files = list(table["path"])
-        meta = table.drop(columns=["path"]).reset_index(drop=True)
+        # Images are named after the paths the manifest gives, not where symlinks lead.
+        named = list(table[_GIVEN])
+        meta = table.drop(columns=["path", _GIVEN]).reset_index(drop=True)
     else:
         files = sorted(found)
+        named = files
         meta = pd.DataFrame(index=range(len(files)))
 
     if not files:
@@ -267,7 +355,7 @@ def resolve_sources(sources: Sequence[str]) -> SourceSet:
                 f"the manifest's image_id column repeats {dup_ids.iloc[0]!r}: make ids unique"
             )
     else:
-        ids = _image_ids(files)
+        ids = _image_ids(named)
     meta = _clean_metadata(meta, ", ".join(map(str, sources)))
     return SourceSet(
         files=files,

@@ -5,6 +5,13 @@ that reads its own rows from the file (FITS through a memory map, TIFF through t
 tile-wise selection) and writes them to ``mosaic (mosaic_y, mosaic_x)``, tiled ``tile`` x
 ``tile``. Colour images are converted to grayscale. The dimensions are ``mosaic_y`` /
 ``mosaic_x`` because xarray requires one size per dimension name within a Dataset.
+
+A mosaic is legitimately huge, so the ingest's per-image pixel budget does not apply to what
+is read in bands (local FITS and TIFF). What a header claims is still checked before any
+work: FITS data and uncompressed TIFF data must fit in the file (a header claiming absurd
+dimensions is an :class:`~pipeline.errors.InputError`, not a huge allocation), each TIFF strip
+or tile, which is decoded whole, must be within the budget, and PNG, JPEG and remote files,
+which are decoded whole in every band's task, must be within it altogether.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import stat
+import sys
 from typing import Any
 
 import numpy as np
@@ -23,8 +32,8 @@ from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.errors import ImageDecodeError, InputError
 from pipeline.io.conform import convert_mode
-from pipeline.io.imagefiles import read_header, read_image
-from pipeline.io.spec import MosaicParams
+from pipeline.io.imagefiles import ImageInfo, check_regular_file, read_header, read_image
+from pipeline.io.spec import DEFAULT_MAX_PIXELS, MosaicParams
 
 __all__ = [
     "INGEST_TASK",
@@ -54,6 +63,28 @@ def _local(path: str) -> str:
     return path[len("file://") :] if path.startswith("file://") else path
 
 
+def _banded(path: str, fmt: str) -> bool:
+    """Whether :func:`read_rows` reads the file in parts (else it decodes it whole)."""
+    return _is_local(path) and fmt in ("fits", "tiff")
+
+
+def _header(path: str) -> ImageInfo:
+    # No pixel budget in the header read (sys.maxsize also lifts Pillow's limit for PNG and
+    # JPEG): check_mosaic applies the mosaic's own limits, with messages that fit mosaics.
+    return read_header(path, max_pixels=sys.maxsize)
+
+
+def _largest_tiff_segment(path: str) -> tuple[tuple[int, ...], int]:
+    """Shape and values of the largest strip or tile of a TIFF's first series (decoded whole)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        pages = [p for p in tif.series[0].pages if p is not None]
+        shapes = {tuple(getattr(p, "keyframe", p).chunks) for p in pages}
+    largest = max(shapes, key=math.prod)
+    return largest, math.prod(largest)
+
+
 def read_rows(path: str, fmt: str, r0: int, r1: int) -> npt.NDArray[Any]:
     """Rows ``[r0, r1)`` of an image file, reading no more of it than needed where possible.
 
@@ -77,6 +108,8 @@ def read_rows(path: str, fmt: str, r0: int, r1: int) -> npt.NDArray[Any]:
         If the file cannot be read.
     """
     try:
+        if _is_local(path):
+            check_regular_file(_local(path))
         if _is_local(path) and fmt == "fits":
             from astropy.io import fits
 
@@ -115,23 +148,58 @@ def write_band(
 
 
 def check_mosaic(store: RunStore, params: MosaicParams) -> None:
-    """Preflight: the mosaic file exists and is a readable 2-D image.
+    """Preflight: the mosaic file exists and is a readable 2-D image its header tells true.
+
+    No pixel budget applies to local FITS and TIFF mosaics, which are read band by band; but
+    FITS and uncompressed TIFF data must fit in the file, and what one task decodes whole (a
+    TIFF strip or tile; a PNG, JPEG or remote file altogether) must be within
+    :data:`~pipeline.io.spec.DEFAULT_MAX_PIXELS` values.
 
     Raises
     ------
     InputError
-        If it does not, naming the file and what to do.
+        If it is not, naming the file, what its header claims and what to do.
     """
-    if _is_local(params.source) and not os.path.isfile(_local(params.source)):
-        raise InputError(
-            f"mosaic file {params.source!r} does not exist; give the path of a FITS, TIFF, "
-            "PNG or JPEG file (e.g. one made by `pipeline synth mosaic`)"
-        )
-    info = read_header(params.source)
+    source = params.source
+    if _is_local(source):
+        try:
+            mode = os.stat(_local(source)).st_mode
+        except FileNotFoundError:
+            raise InputError(
+                f"mosaic file {source!r} does not exist; give the path of a FITS, TIFF, "
+                "PNG or JPEG file (e.g. one made by `pipeline synth mosaic`)"
+            ) from None
+        except OSError as exc:  # a symlink loop, a folder we may not enter, ...
+            raise InputError(f"mosaic file {source!r} cannot be read: {exc}") from exc
+        if not stat.S_ISREG(mode):
+            raise InputError(
+                f"mosaic file {source!r} is not a regular file; give the path of a FITS, "
+                "TIFF, PNG or JPEG file (or a symlink to one)"
+            )
+    info = _header(source)
     if info.reason:
-        raise InputError(f"mosaic file {params.source!r}: {info.reason}")
+        raise InputError(f"mosaic file {source!r}: {info.reason}")
     if len(info.shape) not in (2, 3):
-        raise InputError(f"mosaic file {params.source!r} has shape {info.shape}, not 2-D")
+        raise InputError(f"mosaic file {source!r} has shape {info.shape}, not 2-D")
+    claimed = " x ".join(map(str, info.shape))
+    if not _banded(source, info.format):
+        values = math.prod(info.shape)
+        if values > DEFAULT_MAX_PIXELS:
+            raise InputError(
+                f"mosaic file {source!r}: its header claims {claimed} = {values:,} pixel "
+                f"values, over the {DEFAULT_MAX_PIXELS:,} a file decoded whole may have "
+                "(PNG and JPEG files, and remote files, are decoded whole); convert it to a "
+                "tiled TIFF or a FITS file on local disk, which are read band by band"
+            )
+    elif info.format == "tiff":
+        segment, values = _largest_tiff_segment(_local(source))
+        if values > DEFAULT_MAX_PIXELS:
+            raise InputError(
+                f"mosaic file {source!r}: its header claims {claimed} in strips or tiles of "
+                f"{' x '.join(map(str, segment))} = {values:,} values, each decoded whole, "
+                f"over the budget of {DEFAULT_MAX_PIXELS:,}; rewrite it tiled (e.g. "
+                "tifffile.imwrite(..., tile=(1024, 1024)))"
+            )
 
 
 def ingest_mosaic(ctx: RunContext, params: MosaicParams) -> dict[str, int]:
@@ -156,7 +224,7 @@ def ingest_mosaic(ctx: RunContext, params: MosaicParams) -> dict[str, int]:
     """
     store = ctx.store
     check_mosaic(store, params)
-    info = read_header(params.source)
+    info = _header(params.source)
     height, width = int(info.shape[0]), int(info.shape[1])
     dtype = _mosaic_dtype(info.dtype)
     tile = params.tile

@@ -6,7 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["IngestParams", "ModePolicy", "MosaicParams", "ShapePolicy"]
+__all__ = ["DEFAULT_MAX_PIXELS", "IngestParams", "ModePolicy", "MosaicParams", "ShapePolicy"]
+
+#: Default pixel budget of one image (``input.max_pixels``): 2**28 = 268,435,456 values.
+DEFAULT_MAX_PIXELS = 2**28
 
 #: Channel conversion of an ingest: keep as decoded, to luminance, or to three channels.
 ModePolicy = Literal["keep", "gray", "rgb"]
@@ -40,6 +43,18 @@ class IngestParams(BaseModel):
     compression_level : int, optional
         Zstandard level (-7 fastest ... 22 smallest; default 1), or Blosc level (0 ... 9;
         default 5, clipped to that range).
+    max_pixels : int
+        Pixel budget of one image: the most values (height x width x channels, summed over
+        the pages of a TIFF) a file's header may claim. It is checked from the header before
+        anything is decoded; a file over it is quarantined with its claimed size (a
+        decompression bomb, e.g. a 69-byte PNG claiming 100000 x 100000, cannot then exhaust a
+        worker's memory). The default, 2**28 = 268,435,456, is 16384 x 16384 gray or about
+        9450 x 9450 RGB: 256 MiB decoded as uint8 and 1 GiB as float32 (FITS), which one
+        worker of a few GiB decodes whole. That is far above the cutouts, plates and
+        microscopy fields the ingest is for (whole images per chunk) and, per image, above
+        Pillow's own default limit of about 89 million pixels, which is raised to this budget
+        for each file. Raise it for genuinely larger images; survey mosaics go through
+        ``ingest_mosaic``, which reads in bands.
     overwrite : bool
         Replace a different collection already in the store (otherwise that is an error).
     """
@@ -53,7 +68,16 @@ class IngestParams(BaseModel):
     chunk_mb: float = Field(32.0, gt=0, le=2048)
     compressor: Literal["zstd", "lz4"] = "zstd"
     compression_level: int | None = Field(None, ge=-7, le=22)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
     overwrite: bool = False
+
+    @field_validator("max_pixels", mode="before")
+    @classmethod
+    def _not_bool(cls, v: object) -> object:
+        # pydantic reads true as 1, which would quarantine every file.
+        if isinstance(v, bool):
+            raise ValueError(f"max_pixels must be a positive integer (pixel values), got {v!r}")
+        return v
 
     @field_validator("shape")
     @classmethod

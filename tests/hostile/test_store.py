@@ -327,3 +327,20 @@ def test_a_scheduler_whose_worker_arrives_late_is_used(tmp_path: Path) -> None:
             assert run_job(parse_job(text)).ran == ["ingest"]
         finally:
             late.cancel()
+
+
+def test_overwrite_never_replaces_a_zarr_store_pipeline_did_not_write(
+    client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+    import xarray as xr
+
+    folder = tmp_path / "theirs"
+    xr.Dataset({"images": (("image", "y", "x"), np.ones((2, 4, 4), np.uint8))}).to_zarr(
+        folder / "store.zarr", zarr_format=3, consolidated=False
+    )
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert main([*_ingest_argv(tmp_path, folder, client), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "not written by pipeline" in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -186,3 +189,152 @@ def test_sniff_ignores_the_suffix() -> None:
     assert sniff_format(b"\xff\xd8\xff\xe0") == "jpeg"
     assert sniff_format(b"SIMPLE  =                    T") == "fits"
     assert sniff_format(b"GIF89a") is None
+
+
+# -- hostile files: non-regular files, pixel budget, multi-page TIFF ----------------------------
+
+
+def _fifo(d: Path) -> Path:
+    os.mkfifo(d / "pipe.png")
+    return d / "pipe.png"
+
+
+def _directory(d: Path) -> Path:
+    (d / "dir.png").mkdir()
+    return d / "dir.png"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX special files")
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (_fifo, "FIFO (named pipe)"),
+        (_directory, "directory"),
+        (lambda d: Path(os.devnull), "character device"),
+    ],
+    ids=["fifo", "directory", "device"],
+)
+def test_only_regular_files_are_opened(
+    tmp_path: Path, make: Callable[[Path], Path], kind: str
+) -> None:
+    path = str(make(tmp_path))
+    info = read_header(path)  # a FIFO would block here if it were opened
+    assert info.reason.startswith(f"not a regular file but a {kind}"), info.reason
+    assert path in info.reason
+    with pytest.raises(ImageDecodeError, match=re.escape(f"not a regular file but a {kind}")):
+        read_image(path, "png")
+
+
+def test_a_symlink_to_a_regular_file_is_read(tmp_path: Path) -> None:
+    a = smooth_image(RNG, (9, 7), np.uint8)
+    target = write_image(tmp_path / "real" / "a.png", a)
+    (tmp_path / "link.png").symlink_to(target)
+    info = read_header(str(tmp_path / "link.png"))
+    assert info.ok, info.reason
+    np.testing.assert_array_equal(read_image(str(tmp_path / "link.png"), "png"), a)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "shape", "claim"),
+    [
+        (".png", (30, 40, 3), "PNG header claims 30 x 40 x 3 = 3,600"),
+        (".png", (30, 40), "PNG header claims 30 x 40 = 1,200"),
+        (".jpg", (30, 40, 3), "JPEG header claims 30 x 40 x 3 = 3,600"),
+        (".tif", (30, 40), "TIFF header claims 30 x 40 = 1,200"),
+        (".fits", (30, 40), "FITS header claims 30 x 40 = 1,200"),
+    ],
+)
+def test_the_budget_is_checked_from_the_header_of_every_format(
+    tmp_path: Path, suffix: str, shape: tuple[int, ...], claim: str
+) -> None:
+    a = smooth_image(RNG, shape, np.uint8)
+    path = tmp_path / f"a{suffix}"
+    if suffix == ".fits":
+        fits.PrimaryHDU(a).writeto(path)
+    else:
+        write_image(path, a)
+    assert read_header(str(path), max_pixels=math.prod(shape)).ok
+    info = read_header(str(path), max_pixels=1000)
+    assert claim in info.reason, info.reason
+    assert "over the budget of 1,000 per image" in info.reason
+    assert "input.max_pixels" in info.reason
+    # Decoding checks the header again: a file changed since its header was read is refused.
+    with pytest.raises(ImageDecodeError, match="over the budget of 1,000"):
+        read_image(str(path), sniff_format(path.read_bytes()[:16]) or "", max_pixels=1000)
+
+
+def test_the_jpeg_frame_header_is_found_past_app_segments_and_in_progressive_files(
+    tmp_path: Path,
+) -> None:
+    a = smooth_image(RNG, (33, 47, 3), np.uint8)
+    p = tmp_path / "p.jpg"
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 3000  # a large APP1 segment before the frame header
+    Image.fromarray(a).save(p, progressive=True, exif=exif, icc_profile=bytes(5000))
+    info = read_header(str(p))
+    assert (info.shape, info.format) == ((33, 47, 3), "jpeg"), info.reason
+    assert "33 x 47 x 3" in read_header(str(p), max_pixels=10).reason
+
+
+def _tiff_pages(d: Path, pages: list[np.ndarray], separate: bool = True) -> Path:
+    p = d / "pages.tif"
+    if separate:
+        for i, page in enumerate(pages):
+            tifffile.imwrite(p, page, append=i > 0)
+    else:
+        tifffile.imwrite(p, np.stack(pages))
+    return p
+
+
+@pytest.mark.parametrize(
+    ("pages", "separate", "reason"),
+    [
+        (
+            [np.zeros((8, 8), np.uint8), np.zeros((4, 6), np.uint8)],
+            True,
+            "multi-page TIFF whose pages differ: page 1 is 8 x 8 uint8, page 2 is 4 x 6 uint8",
+        ),
+        (
+            [np.zeros((8, 8), np.uint8)] * 2 + [np.zeros((8, 8), np.float32)],
+            True,
+            "page 1 is 8 x 8 uint8, page 3 is 8 x 8 float32 (3 pages)",
+        ),
+        # Pages that agree keep today's behaviour: a stack is not one image...
+        ([np.zeros((8, 8), np.uint8)] * 5, False, "only single 2-D images"),
+        # ... nor are same-size pages written as separate series (never page 1 alone).
+        ([np.zeros((8, 8), np.uint8)] * 2, True, "stored as 2 series"),
+    ],
+    ids=["shape", "dtype", "stack", "series"],
+)
+def test_a_multi_page_tiff_is_never_cut_to_its_first_page(
+    tmp_path: Path, pages: list[np.ndarray], separate: bool, reason: str
+) -> None:
+    p = _tiff_pages(tmp_path, pages, separate)
+    info = read_header(str(p))
+    assert reason in info.reason, info.reason
+    with pytest.raises(ImageDecodeError, match="TIFF"):
+        read_image(str(p), "tiff")
+
+
+def test_a_reduced_resolution_preview_page_is_not_a_second_image(tmp_path: Path) -> None:
+    a = smooth_image(RNG, (16, 16), np.uint8)
+    p = tmp_path / "preview.tif"
+    tifffile.imwrite(p, a)
+    tifffile.imwrite(p, a[::4, ::4], append=True, subfiletype=1)  # FILETYPE.REDUCEDIMAGE
+    info = read_header(str(p))
+    assert info.ok and info.shape == (16, 16), info.reason
+    np.testing.assert_array_equal(read_image(str(p), "tiff"), a)
+
+
+def test_pillows_bomb_error_is_a_reason_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no budget of ours, Pillow's own limit stands; its refusal becomes a reason."""
+    p = write_image(tmp_path / "a.png", smooth_image(RNG, (20, 20), np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # 400 pixels is over twice this
+    info = read_header(str(p), max_pixels=None)
+    assert "decompression bomb" in info.reason, info.reason
+    with pytest.raises(ImageDecodeError, match="decompression bomb"):
+        read_image(str(p), "png", max_pixels=None)
+    assert read_header(str(p)).ok  # our budget (the default) raises Pillow's for the open
+    assert Image.MAX_IMAGE_PIXELS == 10

@@ -383,3 +383,64 @@ def test_rerunning_a_complete_ingest_lists_each_quarantined_file_once(
     from pipeline.core.manifest import load_manifest
 
     assert sorted(Path(q.path).name for q in load_manifest(store).quarantine) == names
+
+
+def test_a_resumed_ingest_removes_the_temporaries_a_killed_writer_left(
+    client: Client, tmp_path: Path
+) -> None:
+    """zarr writes ``<chunk>.<hex>.partial`` then renames it; kill -9 in between leaves it."""
+    make_folder(tmp_path / "in", 4)
+    _ingest(client, tmp_path / "clean", [tmp_path / "in"], chunk_mb=0.002)
+    _ingest(client, tmp_path / "run", [tmp_path / "in"], chunk_mb=0.002)
+    zarr_dir = tmp_path / "run" / "store.zarr"
+    (tmp_path / "run" / "_progress" / "ingest" / "00000002.json").unlink()  # chunk 2 "killed"
+    hexname = "0123456789abcdef0123456789abcdef"
+    stale = [
+        zarr_dir / "images" / "c" / "2" / "0" / "0" / f"0.{hexname}.partial",
+        zarr_dir / "valid" / "c" / f"2.{hexname}.partial",
+        zarr_dir / "images" / f"zarr.{hexname}.partial",
+    ]
+    # Only zarr's pattern inside the arrays being written is touched.
+    kept = [zarr_dir / "images" / "c" / "notes.partial", zarr_dir / f"zarr.{hexname}.partial"]
+    for p in stale + kept:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half a chunk")
+    result = _ingest(client, tmp_path / "run", [tmp_path / "in"], chunk_mb=0.002)
+    assert result["chunks_written"] == 1
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept)
+    for p in kept:
+        p.unlink()
+    assert _tree_bytes(zarr_dir) == _tree_bytes(tmp_path / "clean" / "store.zarr")
+
+
+def test_the_source_column_holds_the_resolved_path_of_a_manifest_row(
+    client: Client, tmp_path: Path
+) -> None:
+    make_folder(tmp_path / "blobs", 2)
+    (tmp_path / "plate").mkdir()
+    (tmp_path / "plate" / "A01.png").symlink_to(tmp_path / "blobs" / "img000.png")
+    pd.DataFrame({"path": ["A01.png", "../blobs/img001.png"]}).to_csv(
+        tmp_path / "plate" / "m.csv", index=False
+    )
+    _ingest(client, tmp_path / "run", [tmp_path / "plate" / "m.csv"])
+    store = RunStore(str(tmp_path / "run"))
+    real = str((tmp_path / "blobs").resolve())
+    # In the order of the paths as given ("<plate>/../blobs/img001.png" first).
+    expected = [f"{real}/img001.png", f"{real}/img000.png"]
+    assert read_table(store, "images")["source"].tolist() == expected
+    assert [str(s) for s in store.open_dataset()["source"].values] == expected
+    assert read_table(store, "images")["image_id"].tolist() == ["img001", "A01"]
+
+
+def test_an_overwrite_whose_sources_cannot_be_ingested_keeps_the_old_collection(
+    client: Client, tmp_path: Path
+) -> None:
+    make_folder(tmp_path / "a", 3, seed=1)
+    _ingest(client, tmp_path / "run", [tmp_path / "a"])
+    before = _tree_bytes(tmp_path / "run" / "store.zarr")
+    make_folder(tmp_path / "b", 2, shape=(10, 10, 3))
+    make_folder(tmp_path / "b" / "other", 1, shape=(12, 10, 3))
+    with pytest.raises(IngestError, match="differ in size"):
+        _ingest(client, tmp_path / "run", [tmp_path / "b"], overwrite=True)
+    assert _tree_bytes(tmp_path / "run" / "store.zarr") == before

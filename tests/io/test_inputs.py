@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.io.inputs import resolve_sources
+from pipeline.io.inputs import paths_outside_manifest, resolve_sources
 from tests.conftest import make_folder
 
 
@@ -101,3 +101,59 @@ def test_bad_sources_name_the_problem(
         frames[setup].to_csv(tmp_path / "m.csv", index=False)
     with pytest.raises(InputError, match=message):
         resolve_sources(sources)
+
+
+def test_manifest_paths_are_recorded_resolved_and_named_as_given(tmp_path: Path) -> None:
+    make_folder(tmp_path / "store" / "blobs", 2)
+    (tmp_path / "plate").mkdir()
+    (tmp_path / "plate" / "A01.png").symlink_to(tmp_path / "store" / "blobs" / "img000.png")
+    pd.DataFrame({"path": ["A01.png", "../store/blobs/img001.png"], "well": ["A01", "A02"]}).to_csv(
+        tmp_path / "plate" / "m.csv", index=False
+    )
+    s = resolve_sources([str(tmp_path / "plate" / "m.csv")])
+    real = (tmp_path / "store" / "blobs").resolve()
+    # Sorted by the path the manifest gives; recorded where the files really are.
+    assert s.files == [str(real / "img001.png"), str(real / "img000.png")]
+    assert list(s.metadata["well"]) == ["A02", "A01"]
+    assert s.image_ids == ["img001", "A01"]  # named as the manifest names them
+
+
+def test_two_manifest_rows_for_one_file_are_refused(tmp_path: Path) -> None:
+    make_folder(tmp_path, 1)
+    (tmp_path / "alias.png").symlink_to(tmp_path / "img000.png")
+    pd.DataFrame({"path": ["img000.png", "alias.png"]}).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(InputError, match=r"more than once.*alias\.png and .*img000\.png"):
+        resolve_sources([str(tmp_path / "m.csv")])
+
+
+def test_paths_outside_manifest_lists_what_resolves_outside_its_folder(tmp_path: Path) -> None:
+    make_folder(tmp_path / "data" / "sub", 1)
+    make_folder(tmp_path / "elsewhere", 1)
+    data, elsewhere = tmp_path / "data", (tmp_path / "elsewhere").resolve()
+    (data / "link.png").symlink_to(elsewhere / "img000.png")
+    (data / "inner.png").symlink_to(data / "sub" / "img000.png")
+    rows = [
+        "sub/img000.png",  # inside
+        "inner.png",  # a symlink that stays inside
+        "link.png",  # a symlink leading out
+        "../elsewhere/img000.png",  # .. leading out
+        str(elsewhere / "img000.png"),  # absolute, outside
+        "sub/../sub/img000.png",  # .. that stays inside
+        "s3://bucket/img.png",  # a URL: no local file
+        "gone.png",  # missing, but inside
+    ]
+    pd.DataFrame({"path": rows}).to_csv(data / "m.csv", index=False)
+    outside = str(elsewhere / "img000.png")
+    assert paths_outside_manifest(data / "m.csv") == [
+        ("link.png", outside),
+        ("../elsewhere/img000.png", outside),
+        (outside, outside),
+    ]
+
+
+def test_paths_outside_manifest_names_an_unreadable_manifest(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        paths_outside_manifest(tmp_path / "none.csv")
+    pd.DataFrame({"name": ["a.png"]}).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(InputError, match="no file column"):
+        paths_outside_manifest(tmp_path / "m.csv")

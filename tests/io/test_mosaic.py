@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +86,100 @@ def test_missing_or_bad_sources_stop_before_work(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"bad\.fits"):
         check_mosaic(store, MosaicParams(source=str(tmp_path / "bad.fits")))
     assert not store.exists("store.zarr")
+
+
+def _fits_claiming(path: Path, width: int, height: int) -> Path:
+    """A FITS header block claiming an 8-bit ``height`` x ``width`` image, with no data."""
+    cards = [
+        f"{'SIMPLE':<8}= {'T':>20}",
+        f"{'BITPIX':<8}= {8:>20}",
+        f"{'NAXIS':<8}= {2:>20}",
+        f"{'NAXIS1':<8}= {width:>20}",
+        f"{'NAXIS2':<8}= {height:>20}",
+        "END",
+    ]
+    path.write_bytes("".join(c.ljust(80) for c in cards).ljust(2880).encode("ascii"))
+    return path
+
+
+def _png_claiming(path: Path, width: int, height: int) -> Path:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def _tiff_claiming(path: Path, side: int, compression: str | None) -> Path:
+    """An 8 x 8 TIFF in one strip whose tags are patched to claim ``side`` x ``side``."""
+    tifffile.imwrite(
+        path, np.zeros((8, 8), np.uint8), compression=compression, metadata=None, rowsperstrip=8
+    )
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        for tag in ("ImageWidth", "ImageLength", "RowsPerStrip"):
+            tif.pages[0].tags[tag].overwrite(side)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda d: _fits_claiming(d / "m.fits", 100_000, 100_000),
+            r"truncated FITS: the header claims 100000 x 100000 \(BITPIX 8\), data bytes "
+            r"2,880\.\.10,000,002,880, of a 2,880-byte file",
+        ),
+        (
+            lambda d: _tiff_claiming(d / "m.tif", 60_000, None),
+            r"truncated TIFF: the header claims 60000 x 60000 uint8 uncompressed "
+            r"\(3,600,000,000 bytes\)",
+        ),
+        (
+            lambda d: _tiff_claiming(d / "m.tif", 60_000, "zlib"),
+            r"strips or tiles of 60000 x 60000 = 3,600,000,000 values, each decoded whole.*"
+            r"rewrite it tiled",
+        ),
+        (
+            lambda d: _png_claiming(d / "m.png", 100_000, 100_000),
+            r"claims 100000 x 100000 = 10,000,000,000 pixel values.*decoded whole.*"
+            r"tiled TIFF or a FITS",
+        ),
+    ],
+    ids=["fits-absurd-dims", "tiff-uncompressed-absurd-dims", "tiff-one-huge-strip", "png-bomb"],
+)
+def test_a_header_claiming_absurd_dims_is_an_input_error_before_work(
+    tmp_path: Path, make: Callable[[Path], Path], message: str
+) -> None:
+    path = make(tmp_path)
+    store = RunStore(str(tmp_path / "run"))
+    with pytest.raises(InputError, match=message):
+        check_mosaic(store, MosaicParams(source=str(path)))
+    assert not store.exists("store.zarr")
+
+
+def test_a_large_banded_mosaic_is_not_held_to_the_per_image_budget(tmp_path: Path) -> None:
+    """A local FITS larger than the ingest's budget is fine: it is read band by band."""
+    path = tmp_path / "big.fits"
+    side = 16_400  # 16400**2 > 2**28
+    _fits_claiming(path, side, side)
+    with path.open("r+b") as fh:  # the data, sparse: the header now tells the truth
+        fh.truncate(2880 + -(-(side * side) // 2880) * 2880)
+    check_mosaic(RunStore(str(tmp_path / "run")), MosaicParams(source=str(path)))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_a_fifo_mosaic_is_refused_without_opening_it(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "m.fits")
+    with pytest.raises(InputError, match="not a regular file"):
+        check_mosaic(RunStore(str(tmp_path / "run")), MosaicParams(source=str(tmp_path / "m.fits")))
