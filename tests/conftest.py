@@ -66,6 +66,42 @@ def write_image(path: Path, array: np.ndarray) -> Path:
     return path
 
 
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG (valid CRCs, empty image data) whose IHDR claims ``width`` x ``height`` gray
+    pixels: a decompression bomb when the claim is large."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def fits_claiming(path: Path, width: int, height: int) -> Path:
+    """A FITS header block claiming an 8-bit ``height`` x ``width`` image, with no data."""
+    cards = [
+        f"{'SIMPLE':<8}= {'T':>20}",
+        f"{'BITPIX':<8}= {8:>20}",
+        f"{'NAXIS':<8}= {2:>20}",
+        f"{'NAXIS1':<8}= {width:>20}",
+        f"{'NAXIS2':<8}= {height:>20}",
+        "END",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes("".join(c.ljust(80) for c in cards).ljust(2880).encode("ascii"))
+    return path
+
+
 def make_folder(
     folder: Path,
     n: int,

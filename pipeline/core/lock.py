@@ -181,6 +181,39 @@ def _read_fd(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def _wait_turn(
+    store: RunStore,
+    holder: LockHolder | None,
+    deadline: float,
+    wait: float,
+    poll: float,
+    announced: bool,
+) -> bool:
+    """Sleep ``poll`` before the next try (saying so once), or raise once ``wait`` is over.
+
+    Returns
+    -------
+    bool
+        True: the wait has been announced.
+
+    Raises
+    ------
+    StoreLockedError
+        Past the deadline, naming ``holder``.
+    """
+    if time.monotonic() >= deadline:
+        raise StoreLockedError(store.url, holder.describe() if holder else None)
+    if not announced:
+        log.warning(
+            "store %s is in use by %s; waiting up to %.0f s",
+            store.url,
+            holder.describe() if holder else "another run",
+            wait,
+        )
+    time.sleep(poll)
+    return True
+
+
 def _flock_acquire(store: RunStore, path: Path, me: LockHolder, wait: float, poll: float) -> int:
     """Lock ``path`` with ``flock`` and write ``me`` into it; the open file descriptor."""
     import fcntl  # POSIX only; the caller falls back to a lease where it is missing
@@ -195,17 +228,7 @@ def _flock_acquire(store: RunStore, path: Path, me: LockHolder, wait: float, pol
         except BlockingIOError:
             holder = LockHolder.from_bytes(_read_fd(fd))
             os.close(fd)
-            if time.monotonic() >= deadline:
-                raise StoreLockedError(store.url, holder.describe() if holder else None) from None
-            if not announced:
-                log.warning(
-                    "store %s is in use by %s; waiting up to %.0f s",
-                    store.url,
-                    holder.describe() if holder else "another run",
-                    wait,
-                )
-                announced = True
-            time.sleep(poll)
+            announced = _wait_turn(store, holder, deadline, wait, poll, announced)
             continue
         except BaseException:
             os.close(fd)
@@ -312,17 +335,7 @@ def _lease(
                     )
                 store.remove(LOCK_NAME)
             continue
-        if time.monotonic() >= deadline:
-            raise StoreLockedError(store.url, holder.describe() if holder else None)
-        if not announced:
-            log.warning(
-                "store %s is in use by %s; waiting up to %.0f s",
-                store.url,
-                holder.describe() if holder else "another run",
-                wait,
-            )
-            announced = True
-        time.sleep(poll)
+        announced = _wait_turn(store, holder, deadline, wait, poll, announced)
 
     stop = threading.Event()
     current = [me]

@@ -17,7 +17,6 @@ import struct
 import threading
 import time
 import warnings
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from pipeline.errors import InputError
 from pipeline.io import ingest as ingest_module
 from pipeline.io.ingest import IngestParams, ingest_images
 from pipeline.io.inputs import resolve_sources
-from tests.conftest import smooth_image, write_image
+from tests.conftest import fits_claiming, png_claiming, smooth_image, write_image
 
 GOOD = ("good0.png", "good1.png", "good2.png")
 SHAPE = (16, 16, 3)
@@ -50,21 +49,9 @@ needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on t
 # -- hostile files ------------------------------------------------------------------------------
 
 
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
 def png_bomb(folder: Path) -> Path:
     """A 65-byte PNG whose IHDR claims 100000 x 100000 gray pixels (valid CRCs, IEND)."""
-    path = folder / "bomb.png"
-    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", zlib.compress(b""))
-        + _png_chunk(b"IEND", b"")
-    )
-    return path
+    return png_claiming(folder / "bomb.png", 100_000, 100_000)
 
 
 def jpeg_bomb(folder: Path) -> Path:
@@ -93,17 +80,7 @@ def tiff_bomb(folder: Path) -> Path:
 
 def fits_bomb(folder: Path) -> Path:
     """A FITS header (one 2880-byte block) claiming a 100000 x 100000 8-bit image."""
-    path = folder / "bomb.fits"
-    cards = [
-        f"{'SIMPLE':<8}= {'T':>20}",
-        f"{'BITPIX':<8}= {8:>20}",
-        f"{'NAXIS':<8}= {2:>20}",
-        f"{'NAXIS1':<8}= {100_000:>20}",
-        f"{'NAXIS2':<8}= {100_000:>20}",
-        "END",
-    ]
-    path.write_bytes("".join(c.ljust(80) for c in cards).ljust(2880).encode("ascii"))
-    return path
+    return fits_claiming(folder / "bomb.fits", 100_000, 100_000)
 
 
 def fifo(folder: Path) -> Path:

@@ -19,6 +19,7 @@ from pipeline.errors import InputError
 from pipeline.io.mosaic import check_mosaic, ingest_mosaic, read_rows
 from pipeline.io.spec import MosaicParams
 from pipeline.synth.mosaic import generate_mosaic
+from tests.conftest import fits_claiming, png_claiming
 
 
 def mosaic_field(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -88,39 +89,6 @@ def test_missing_or_bad_sources_stop_before_work(tmp_path: Path) -> None:
     assert not store.exists("store.zarr")
 
 
-def _fits_claiming(path: Path, width: int, height: int) -> Path:
-    """A FITS header block claiming an 8-bit ``height`` x ``width`` image, with no data."""
-    cards = [
-        f"{'SIMPLE':<8}= {'T':>20}",
-        f"{'BITPIX':<8}= {8:>20}",
-        f"{'NAXIS':<8}= {2:>20}",
-        f"{'NAXIS1':<8}= {width:>20}",
-        f"{'NAXIS2':<8}= {height:>20}",
-        "END",
-    ]
-    path.write_bytes("".join(c.ljust(80) for c in cards).ljust(2880).encode("ascii"))
-    return path
-
-
-def _png_claiming(path: Path, width: int, height: int) -> Path:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b""))
-        + chunk(b"IEND", b"")
-    )
-    return path
-
-
 def _tiff_claiming(path: Path, side: int, compression: str | None) -> Path:
     """An 8 x 8 TIFF in one strip whose tags are patched to claim ``side`` x ``side``."""
     tifffile.imwrite(
@@ -136,7 +104,7 @@ def _tiff_claiming(path: Path, side: int, compression: str | None) -> Path:
     ("make", "message"),
     [
         (
-            lambda d: _fits_claiming(d / "m.fits", 100_000, 100_000),
+            lambda d: fits_claiming(d / "m.fits", 100_000, 100_000),
             r"truncated FITS: the header claims 100000 x 100000 \(BITPIX 8\), data bytes "
             r"2,880\.\.10,000,002,880, of a 2,880-byte file",
         ),
@@ -151,7 +119,7 @@ def _tiff_claiming(path: Path, side: int, compression: str | None) -> Path:
             r"rewrite it tiled",
         ),
         (
-            lambda d: _png_claiming(d / "m.png", 100_000, 100_000),
+            lambda d: png_claiming(d / "m.png", 100_000, 100_000),
             r"claims 100000 x 100000 = 10,000,000,000 pixel values.*decoded whole.*"
             r"tiled TIFF or a FITS",
         ),
@@ -172,7 +140,7 @@ def test_a_large_banded_mosaic_is_not_held_to_the_per_image_budget(tmp_path: Pat
     """A local FITS larger than the ingest's budget is fine: it is read band by band."""
     path = tmp_path / "big.fits"
     side = 16_400  # 16400**2 > 2**28
-    _fits_claiming(path, side, side)
+    fits_claiming(path, side, side)
     with path.open("r+b") as fh:  # the data, sparse: the header now tells the truth
         fh.truncate(2880 + -(-(side * side) // 2880) * 2880)
     check_mosaic(RunStore(str(tmp_path / "run")), MosaicParams(source=str(path)))
