@@ -22,6 +22,7 @@ from pipeline.errors import (
     InputError,
     JobSpecError,
     PipelineError,
+    PlateMapError,
     StageError,
     StoreError,
 )
@@ -607,6 +608,7 @@ _INPUT_ERRORS = (
     StoreError,
     CohortError,
     ClusterError,
+    PlateMapError,
 )
 
 

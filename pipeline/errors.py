@@ -17,6 +17,7 @@ __all__ = [
     "JobSpecError",
     "ParameterError",
     "PipelineError",
+    "PlateMapError",
     "RegistryError",
     "StageError",
     "StoreError",
@@ -117,6 +118,26 @@ class CohortError(PipelineError, ValueError):
         self.source = source
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"clinical table {source} cannot be analysed:\n{lines}")
+
+
+class PlateMapError(PipelineError, ValueError):
+    """A plate's image index or plate map (or an OME-Zarr HCS plate) does not describe a
+    screen that can be analysed: every problem found, each with its file, row and the fix
+    (bad input: exit 2).
+
+    Parameters
+    ----------
+    problems : list of str
+        One line per problem.
+    source : str
+        The file(s) the problems were found in.
+    """
+
+    def __init__(self, problems: list[str], source: str) -> None:
+        self.problems = list(problems)
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"plate input {source} cannot be used:\n{lines}")
 
 
 class RegistryError(PipelineError, ImportError):

@@ -1,0 +1,1 @@
+"""Plate screening: 96/384-well spheroid plates in, segmented, measured, profiled (seed 001)."""
