@@ -310,6 +310,34 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--star-fraction", type=float, default=0.3, help="fraction of stars (default 0.3)"
     )
+    pl = synth.add_parser(
+        "plate",
+        help="bright-field spheroid plates (TIFF), image index, plate map and truth",
+        description="Synthetic 96/384-well plates of tumour spheroids imaged on days 7-10: "
+        "images/, image_index.csv, plate_map.csv, truth.csv (per well: treatment, efficacy, "
+        "viability, exploded) and image_truth.csv (per image: faults, areas).",
+    )
+    pl.add_argument("out", help="output folder")
+    pl.add_argument("--plates", type=int, default=1, help="number of plates (default 1)")
+    pl.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    pl.add_argument("--size", type=int, default=1024, help="image side in pixels (default 1024)")
+    pl.add_argument("--wells", type=int, choices=[96, 384], default=96, help="plate format")
+    pl.add_argument(
+        "--fields",
+        type=int,
+        nargs=2,
+        default=(1, 4),
+        metavar=("MIN", "MAX"),
+        help="fields per well, drawn per well in [MIN, MAX] (default 1 4)",
+    )
+    pl.add_argument(
+        "--days", type=int, nargs="+", default=[7, 8, 9, 10], help="days imaged (default 7-10)"
+    )
+    pl.add_argument("--bit-depth", type=int, choices=[8, 16], default=16, help="default 16")
+    pl.add_argument(
+        "--fault-rate", type=float, default=0.03, help="share of images with a fault (0.03)"
+    )
+    pl.add_argument("--masks", action="store_true", help="also write the true label masks")
     return parser
 
 
@@ -566,6 +594,34 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         print(
             f"Wrote a {args.height} x {args.width} mosaic with {len(sources)} sources to {args.out}"
+        )
+        return EXIT_OK
+    if args.what == "plate":
+        from pipeline.synth import generate_plates
+
+        bars = _Bars(quiet=False)
+        try:
+            truth = generate_plates(
+                args.out,
+                plates=args.plates,
+                seed=args.seed,
+                size=args.size,
+                fields=tuple(args.fields),
+                days=tuple(args.days),
+                wells=args.wells,
+                bit_depth=args.bit_depth,
+                fault_rate=args.fault_rate,
+                write_masks=args.masks,
+                progress=lambda done, total: bars("images", done, total),
+            )
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        finally:
+            bars.close()
+        print(
+            f"Wrote {args.plates} plate(s) of {args.wells} wells ({len(truth)} wells) to "
+            f"{args.out}: images/, image_index.csv, plate_map.csv, truth.csv, image_truth.csv"
         )
         return EXIT_OK
     truth = generate_galaxies(args.out, count=args.count, seed=args.seed, size=args.size)

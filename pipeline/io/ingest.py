@@ -23,7 +23,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,11 +48,15 @@ from pipeline.io.inputs import SourceSet, resolve_sources
 from pipeline.io.spec import DEFAULT_MAX_PIXELS, IngestParams, ModePolicy, ShapePolicy
 
 __all__ = [
+    "HeaderFn",
     "IngestParams",
     "IngestPlan",
+    "ReadFn",
     "check_ingest",
+    "check_sources",
     "chunk_args",
     "ingest_images",
+    "ingest_sources",
     "plan_collection",
     "write_chunk",
 ]
@@ -66,6 +70,14 @@ _CHUNKED = ("images", "valid")
 #: zarr's LocalStore writes each chunk to ``<key>.<32 hex digits>.partial`` and then renames
 #: it; a process killed in between leaves that file behind.
 _ZARR_PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
+
+#: Reads one source's header: ``header(path, max_pixels) -> ImageInfo`` (a module-level
+#: function: it runs on the workers). :func:`~pipeline.io.imagefiles.read_header` for files.
+HeaderFn = Callable[[str, int], ImageInfo]
+#: Decodes one source: ``read(path, format, max_pixels) -> array`` of the shape its header
+#: gave, raising :class:`~pipeline.errors.ImageDecodeError` when it cannot.
+#: :func:`~pipeline.io.imagefiles.read_image` for files.
+ReadFn = Callable[[str, str, int], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -102,13 +114,15 @@ class IngestPlan:
 # -- per-task functions (module level, pure: they run on workers) ---------------------------
 
 
-def header_batch(paths: Sequence[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> list[ImageInfo]:
+def header_batch(
+    paths: Sequence[str], max_pixels: int = DEFAULT_MAX_PIXELS, header: HeaderFn = read_header
+) -> list[ImageInfo]:
     """Probe a batch of files (one Dask task): headers only, no pixels leave the worker.
 
     A file whose header claims more than ``max_pixels`` values is given a reason (and so
-    quarantined) without being decoded.
+    quarantined) without being decoded. ``header`` reads one source (files by default).
     """
-    return [read_header(p, max_pixels) for p in paths]
+    return [header(p, max_pixels) for p in paths]
 
 
 def write_chunk(
@@ -122,13 +136,15 @@ def write_chunk(
     mode: ModePolicy,
     shape_policy: ShapePolicy,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    read: ReadFn = read_image,
 ) -> dict[str, list[tuple[str, str]]]:
     """Decode the files of one chunk and write its region of ``images`` and ``valid``.
 
     Runs as one Dask task (:func:`pipeline.core.chunks.run_chunks` writes its marker after
     it). A file that fails to decode (corruption the header check cannot see, or a file
     changed since its header was read to one over ``max_pixels``) is stored as zeros with
-    ``valid = False`` and returned under ``quarantined`` as ``(path, reason)``.
+    ``valid = False`` and returned under ``quarantined`` as ``(path, reason)``. ``read``
+    decodes one source (files by default; see :data:`ReadFn`).
     """
     # Uninitialised: every slot is either decoded into or zeroed below (zero-filling 32 MB
     # first would cost a measurable share of the write).
@@ -137,7 +153,7 @@ def write_chunk(
     bad: list[tuple[str, str]] = []
     for i, (path, fmt) in enumerate(zip(files, formats, strict=True)):
         try:
-            img = convert_mode(read_image(path, fmt, max_pixels), mode)
+            img = convert_mode(read(path, fmt, max_pixels), mode)
             if img.shape[:2] != shape[:2] and shape_policy in ("resize", "pad"):
                 img = fit_shape(img, shape[0], shape[1], shape_policy)
             if img.shape != shape:
@@ -334,7 +350,7 @@ def _template(
 
 
 def chunk_args(
-    plan: IngestPlan, params: IngestParams, todo: Sequence[int]
+    plan: IngestPlan, params: IngestParams, todo: Sequence[int], read: ReadFn = read_image
 ) -> dict[int, tuple[Any, ...]]:
     """The arguments of :func:`write_chunk` for chunks ``todo``: file names, never pixels."""
     args: dict[int, tuple[Any, ...]] = {}
@@ -349,6 +365,7 @@ def chunk_args(
             params.mode,
             params.shape_policy,
             params.max_pixels,
+            read,
         )
     return args
 
@@ -426,7 +443,17 @@ def check_ingest(store: RunStore, params: IngestParams) -> None:
     CollectionMismatchError
         The store holds a different collection and ``params.overwrite`` is false.
     """
-    sources = resolve_sources(params.sources)
+    check_sources(store, params, resolve_sources(params.sources))
+
+
+def check_sources(store: RunStore, params: IngestParams, sources: SourceSet) -> None:
+    """:func:`check_ingest` for sources resolved by the caller (e.g. a plate's image index).
+
+    Raises
+    ------
+    CollectionMismatchError
+        The store holds a different collection and ``params.overwrite`` is false.
+    """
     _existing_matches(store, _fingerprint(sources, params), params, len(sources.files))
 
 
@@ -483,7 +510,11 @@ def _load_plan(store: RunStore) -> IngestPlan:
 
 
 def _probe(
-    client: Client | None, sources: SourceSet, params: IngestParams, progress: ProgressFn
+    client: Client | None,
+    sources: SourceSet,
+    params: IngestParams,
+    progress: ProgressFn,
+    header: HeaderFn = read_header,
 ) -> tuple[IngestPlan, list[ImageInfo], list[int]]:
     """Read every header (on the workers) and plan the collection; writes nothing.
 
@@ -498,9 +529,11 @@ def _probe(
         sources.files[i : i + _PROBE_BATCH] for i in range(0, len(sources.files), _PROBE_BATCH)
     ]
     if client is None:
-        infos = [i for batch in batches for i in header_batch(batch, params.max_pixels)]
+        infos = [i for batch in batches for i in header_batch(batch, params.max_pixels, header)]
     else:
-        futures = client.map(header_batch, batches, max_pixels=params.max_pixels, pure=False)
+        futures = client.map(
+            header_batch, batches, max_pixels=params.max_pixels, header=header, pure=False
+        )
         parts = gather_with_progress(client, futures, "headers", progress)
         infos = [i for batch in parts for i in batch]
     kept, shape, dtype, quarantine = plan_collection(infos, params)
@@ -595,8 +628,44 @@ def ingest_images(ctx: RunContext, params: IngestParams) -> dict[str, int]:
         be ingested. Found by the header pass (it needs every file's header, read on the
         workers), before anything in the store is written or cleared.
     """
+    # The readers are looked up when called, not when defined (tests record them).
+    return ingest_sources(
+        ctx, params, resolve_sources(params.sources), header=read_header, read=read_image
+    )
+
+
+def ingest_sources(
+    ctx: RunContext,
+    params: IngestParams,
+    sources: SourceSet,
+    *,
+    header: HeaderFn = read_header,
+    read: ReadFn = read_image,
+) -> dict[str, int]:
+    """:func:`ingest_images` for sources the caller resolved, read by the caller's readers.
+
+    The ingest of plates builds ``sources`` from an image index and a plate map (its order,
+    identifiers and metadata), or from an OME-Zarr plate, whose fields ``header`` and
+    ``read`` open instead of files. Everything else is the ingest's: the plan, quarantine,
+    chunking, the resumable write and the tables. ``params.sources`` is only recorded.
+
+    Parameters
+    ----------
+    ctx : RunContext
+    params : IngestParams
+    sources : SourceSet
+        The images in ``image`` order (:attr:`SourceSet.files` is not re-sorted here).
+    header : HeaderFn
+        Reads one source's header on a worker (default: image files).
+    read : ReadFn
+        Decodes one source on a worker (default: image files).
+
+    Returns
+    -------
+    dict
+        As :func:`ingest_images`.
+    """
     store, client, progress = ctx.store, ctx.client, ctx.progress
-    sources = resolve_sources(params.sources)
     fingerprint = _fingerprint(sources, params)
     resumable = _existing_matches(store, fingerprint, params, len(sources.files)) and not ctx.forced
     if resumable and store.has_array("images") and store.exists("tables/images.parquet"):
@@ -606,7 +675,7 @@ def ingest_images(ctx: RunContext, params: IngestParams) -> dict[str, int]:
     else:
         # Plan before clearing: sources that cannot be ingested (IngestError) leave what the
         # store already holds as it was.
-        plan, kept, order = _probe(client, sources, params, progress)
+        plan, kept, order = _probe(client, sources, params, progress, header)
         if not resumable and (store.exists("store.zarr") or load_manifest(store).collection):
             _clear_collection(store)
         _start_collection(store, sources, params, fingerprint, plan, kept, order)
@@ -625,7 +694,7 @@ def ingest_images(ctx: RunContext, params: IngestParams) -> dict[str, int]:
         client,
         TASK,
         write_chunk,
-        chunk_args(plan, params, range(plan.n_chunks)),
+        chunk_args(plan, params, range(plan.n_chunks), read),
         label="write",
         progress=progress,
     )

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IngestParams", "ModePolicy", "MosaicParams", "ShapePolicy"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "PLATE_GROUPS",
+    "IngestParams",
+    "ModePolicy",
+    "MosaicParams",
+    "PlateFormatSize",
+    "PlateIngestParams",
+    "ShapePolicy",
+]
 
 #: Default pixel budget of one image (``input.max_pixels``): 2**28 = 268,435,456 values.
 DEFAULT_MAX_PIXELS = 2**28
@@ -94,3 +103,109 @@ class MosaicParams(BaseModel):
 
     source: str = Field(description="the mosaic: a FITS, TIFF, PNG or JPEG file (path or URL)")
     tile: int = Field(2048, ge=64, le=16384, description="tile (chunk) side in pixels")
+
+
+#: The experimental groups a plate map's ``group`` column may name by default (seed 001):
+#: ``untreated`` (control, no drug), ``single`` (the recommended single concentration),
+#: ``screening`` (drug combinations x concentrations) and ``positive_control`` (a drug known
+#: to work, e.g. a kill control).
+PLATE_GROUPS: tuple[str, ...] = ("untreated", "single", "screening", "positive_control")
+
+#: The plate formats an ingest of plates accepts, by number of wells.
+PlateFormatSize = Literal[6, 12, 24, 48, 96, 384]
+
+
+class PlateIngestParams(BaseModel):
+    """Parameters of ``ingest_plates``: multi-well plates into the ``images`` collection.
+
+    Give either ``index`` and ``plate_map`` (image files) or ``hcs`` (OME-Zarr plates). Both
+    give the same store for the same plate: one image per plate, well, day and field, with
+    the coordinates ``plate``, ``well``, ``row``, ``column``, ``field``, ``day``,
+    ``treatment``, ``concentration``, ``unit``, ``group`` and ``edge`` on ``image``.
+
+    Attributes
+    ----------
+    index : str, optional
+        The image index: a CSV or Parquet table with columns ``file`` (relative to the
+        index's folder, or absolute), ``plate``, ``well``, ``field`` and ``day``; further
+        columns become coordinates.
+    plate_map : str, optional
+        The plate map: a CSV or Parquet table with columns ``plate``, ``well``,
+        ``treatment``, ``concentration``, ``unit`` and ``group`` (one row per well); further
+        columns become coordinates. Required with ``index``; with ``hcs`` it gives what
+        OME-Zarr metadata does not hold (treatments).
+    hcs : list of str, optional
+        OME-Zarr HCS plates (NGFF 0.4 or 0.5): each a plate group, or a folder holding plate
+        groups (e.g. what ``pipeline export-ome-zarr`` writes).
+    plate_format : {6, 12, 24, 48, 96, 384}
+        Wells per plate; every well must fit it.
+    exclude_edge : bool
+        Leave the edge wells (first and last row and column: rows A/H and columns 1/12 on a
+        96-well plate, A/P and 1/24 on a 384-well plate) out of the ingest, keeping the inner
+        wells (the inner 60 of a 96-well plate). They stay in ``tables/plate_wells.parquet``
+        with ``excluded`` true. False ingests them, flagged by the ``edge`` coordinate.
+    groups : list of str
+        The groups the plate map's ``group`` column may name (case-insensitive).
+    mode, shape_policy, shape, chunk_mb, compressor, compression_level, max_pixels, overwrite
+        As :class:`IngestParams`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: str | None = Field(
+        None, min_length=1, description="image index CSV/Parquet: file, plate, well, field, day"
+    )
+    plate_map: str | None = Field(
+        None,
+        min_length=1,
+        description="plate map CSV/Parquet: plate, well, treatment, concentration, unit, group",
+    )
+    hcs: list[str] | None = Field(
+        None, min_length=1, description="OME-Zarr HCS plates, or folders of them (instead of index)"
+    )
+    plate_format: PlateFormatSize = Field(96, description="wells per plate")
+    exclude_edge: bool = Field(
+        True, description="leave the edge wells out (the inner-60 rule on 96-well plates)"
+    )
+    groups: list[str] = Field(
+        default_factory=lambda: list(PLATE_GROUPS),
+        min_length=1,
+        description="the groups the plate map may name",
+    )
+    # The options of IngestParams, passed through to the ingest (which validates them again).
+    mode: ModePolicy = Field("keep", description="as ingest: keep, gray or rgb")
+    shape_policy: ShapePolicy = Field("error", description="as ingest: other-sized images")
+    shape: tuple[int, int] | None = Field(None, description="as ingest: target (height, width)")
+    chunk_mb: float = Field(32.0, gt=0, le=2048, description="as ingest: MB per chunk")
+    compressor: Literal["zstd", "lz4"] = Field("zstd", description="as ingest")
+    compression_level: int | None = Field(None, ge=-7, le=22, description="as ingest")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="as ingest: pixel budget")
+    overwrite: bool = Field(False, description="replace another collection in the store")
+
+    @field_validator("max_pixels", mode="before")
+    @classmethod
+    def _not_bool(cls, v: object) -> object:
+        return IngestParams._not_bool(v)
+
+    @field_validator("shape")
+    @classmethod
+    def _positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        return IngestParams._positive(v)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> PlateIngestParams:
+        if (self.index is None) == (self.hcs is None):
+            raise ValueError(
+                "give either index (with plate_map) for image files or hcs for OME-Zarr "
+                "plates, not " + ("both" if self.index is not None else "neither")
+            )
+        if self.index is not None and self.plate_map is None:
+            raise ValueError(
+                "index needs a plate_map: the table of plate, well, treatment, "
+                "concentration, unit and group"
+            )
+        return self
+
+    def ingest_options(self) -> dict[str, object]:
+        """The options this ingest passes to :class:`IngestParams` (all but ``sources``)."""
+        return self.model_dump(include=set(IngestParams.model_fields) - {"sources"})

@@ -1,4 +1,4 @@
-"""Tables the ingest writes: one row per image, and the inputs set aside."""
+"""Tables the ingests write: one row per image, per plate well, and the inputs set aside."""
 
 from __future__ import annotations
 
@@ -18,9 +18,34 @@ TABLES: tuple[TableSchema, ...] = (
             "height": "height of the source file in pixels, before any resize or pad",
             "width": "width of the source file in pixels, before any resize or pad",
             "channels": "channels of the source file (1 for grayscale)",
-            "format": "decoder used: jpeg, png, tiff or fits",
+            "format": "decoder used: jpeg, png, tiff or fits; ome-zarr for a field of an "
+            "OME-Zarr plate (ingest_plates with hcs)",
         },
         open_columns=True,  # metadata columns from a CSV/Parquet manifest follow
+    ),
+    TableSchema(
+        name="plate_wells",
+        description="One row per well of the plate map (ingest_plates; without a plate map, "
+        "per well with images), sorted by plate and well: its treatment and what became of "
+        "its images. Further columns of the plate map follow.",
+        columns={
+            "plate": "plate identifier, as the index / plate map / OME-Zarr plate names it",
+            "well": "well, normalised to a row letter and two digits (A01 ... P24)",
+            "row": "row letter (A ...)",
+            "column": "column number (1-based)",
+            "treatment": "what the well received ('' for none)",
+            "concentration": "dose, in `unit` (NaN where none)",
+            "unit": "unit of `concentration` ('' where none)",
+            "group": "experimental group: untreated, single, screening, positive_control, "
+            "or another of the stage's `groups` ('' without a plate map)",
+            "edge": "the well is on the plate's edge (first or last row or column)",
+            "excluded": "an edge well left out of the ingest (exclude_edge)",
+            "n_images": "images of the well the index or plate lists (0 when excluded)",
+            "n_ingested": "of those, rows in `images` (a file refused by the header step "
+            "has none; see the quarantine table)",
+            "n_valid": "of those, decoded (valid); n_images - n_valid were quarantined",
+        },
+        open_columns=True,
     ),
     TableSchema(
         name="quarantine",

@@ -1,16 +1,17 @@
-"""What the io layer contributes to jobs: the ``ingest`` and ``ingest_mosaic`` stages."""
+"""What the io layer contributes to jobs: the ``ingest``, ``ingest_plates`` and
+``ingest_mosaic`` stages."""
 
 from __future__ import annotations
 
 from pipeline.core.registry import INGEST, StageDef, Workflow
 from pipeline.io import tables
-from pipeline.io.spec import IngestParams, MosaicParams
+from pipeline.io.spec import IngestParams, MosaicParams, PlateIngestParams
 
 __all__ = ["WORKFLOW"]
 
 WORKFLOW = Workflow(
     name="io",
-    summary="image files, manifests and mosaics into a run store",
+    summary="image files, manifests, plates and mosaics into a run store",
     stages=(
         StageDef(
             INGEST,
@@ -23,6 +24,20 @@ WORKFLOW = Workflow(
                 "tables/quarantine.parquet",
             ),
             preflight="pipeline.io.ingest:check_ingest",
+        ),
+        StageDef(
+            "ingest_plates",
+            PlateIngestParams,
+            "pipeline.io.plates:ingest_plates",
+            "96/384-well plates (image files + index + plate map, or OME-Zarr HCS) -> the "
+            "`images` collection with plate, well, day, field and treatment coordinates",
+            writes=(
+                "store.zarr/images/zarr.json",
+                "tables/images.parquet",
+                "tables/quarantine.parquet",
+                "tables/plate_wells.parquet",
+            ),
+            preflight="pipeline.io.plates:check_plates",
         ),
         StageDef(
             "ingest_mosaic",

@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,7 @@ from pipeline.core.manifest import load_manifest
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table
 from pipeline.errors import InputError
+from pipeline.io import imagefiles
 from pipeline.io import ingest as ingest_module
 from pipeline.io.ingest import IngestParams, ingest_images
 from pipeline.io.inputs import resolve_sources
@@ -42,6 +44,16 @@ from tests.conftest import fits_claiming, png_claiming, smooth_image, write_imag
 GOOD = ("good0.png", "good1.png", "good2.png")
 SHAPE = (16, 16, 3)
 BUDGET_REASON = "over the budget of 268,435,456 per image"
+
+#: Files the ingest's write tasks decoded (see :func:`recording_read_image`).
+DECODED: list[str] = []
+
+
+def recording_read_image(path: str, *args: Any, **kwargs: Any) -> np.ndarray:
+    """The ingest's reader, recording which files it decoded."""
+    DECODED.append(Path(path).name)
+    return imagefiles.read_image(path, *args, **kwargs)
+
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
 
@@ -242,14 +254,11 @@ def test_hostile_file_is_quarantined_and_the_rest_ingested(
     folder.mkdir()
     arrays = good_images(folder)
     hostile = case.make(folder)
-    decoded: list[str] = []
-    real_read_image = ingest_module.read_image
-
-    def recording_read_image(path: str, *args: object, **kwargs: object) -> np.ndarray:
-        decoded.append(Path(path).name)
-        return real_read_image(path, *args, **kwargs)  # type: ignore[arg-type]
-
-    # The test cluster runs its tasks in this process: the write tasks see the recorder.
+    decoded = DECODED
+    decoded.clear()
+    # The test cluster runs its tasks in this process. The reader travels to the write tasks
+    # as an argument, so it is a module-level function (pickled by reference) writing to a
+    # module-level list.
     monkeypatch.setattr(ingest_module, "read_image", recording_read_image)
     store = RunStore(str(tmp_path / "run"))
     params = IngestParams(sources=sources_for(folder, hostile, case.via))
