@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DATA := data/demo/galaxies
 DEMO_MOSAIC := data/demo/mosaic.fits
+DEMO_PLATES := data/demo/plates
 
 .PHONY: install demo test lint pytest bench clean
 
@@ -25,10 +26,14 @@ $(DEMO_DATA)/manifest.csv: | $(STAMP)
 $(DEMO_MOSAIC): | $(STAMP)
 	$(BIN)/pipeline synth mosaic $(DEMO_MOSAIC) --height 4096 --width 4096 --seed 0
 
-demo: $(STAMP) $(DEMO_DATA)/manifest.csv $(DEMO_MOSAIC)
+$(DEMO_PLATES)/image_index.csv: | $(STAMP)
+	$(BIN)/pipeline synth plate $(DEMO_PLATES) --plates 2 --size 256 --fields 1 2 --seed 0
+
+demo: $(STAMP) $(DEMO_DATA)/manifest.csv $(DEMO_MOSAIC) $(DEMO_PLATES)/image_index.csv
 	$(BIN)/pipeline run jobs/galaxy_survey.yaml
 	$(BIN)/pipeline run jobs/mosaic_survey.yaml
 	$(BIN)/pipeline run jobs/survival.yaml
+	$(BIN)/pipeline run jobs/plate_screen.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests benchmarks
@@ -48,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cluster.py
 	$(BIN)/python benchmarks/embed.py
 	$(BIN)/python benchmarks/survival.py
+	$(BIN)/python benchmarks/plates.py
 
 clean:
 	rm -rf runs data/demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -290,6 +290,19 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed choosing the montage sample")
     _add_common(p)
 
+    p = sub.add_parser(
+        "export-ome-zarr",
+        help="write a run store's plate images as OME-Zarr HCS plates (NGFF 0.5)",
+        description="Each plate of the store becomes OUT/<plate>.ome.zarr (wells, fields, "
+        "days as acquisitions, a small pyramid per field), with the plate map beside them "
+        "as OUT/plate_map.csv; ome-zarr-py, napari and other NGFF tools read them.",
+    )
+    p.add_argument("store", help="run store folder or fsspec URL (from ingest_plates)")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace plates already in OUT")
+    _add_cluster_options(p)
+    _add_common(p)
+
     p = sub.add_parser("synth", help="generate synthetic data with known truth")
     synth = p.add_subparsers(dest="what", required=True, metavar="WHAT")
     g = synth.add_parser("galaxies", help="Galaxy-Zoo-like RGB JPEG cutouts and truth.csv")
@@ -342,7 +355,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 #: The commands that start or reach a Dask cluster.
-_CLUSTER_COMMANDS = ("ingest", "run", "train-encoder")
+_CLUSTER_COMMANDS = ("ingest", "run", "train-encoder", "export-ome-zarr")
 
 
 def _setup_logging(verbose: int, command: str) -> None:
@@ -541,6 +554,35 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_export_ome_zarr(args: argparse.Namespace) -> int:
+    from pipeline.core.lock import store_lock
+    from pipeline.core.runtime import cluster_client
+    from pipeline.core.store import RunStore
+    from pipeline.io.hcs import export_ome_zarr
+
+    store = RunStore(args.store)
+    if not store.exists("manifest.json"):
+        raise StoreError(f"{store.url} is not a run store (no manifest.json)")
+    bars = _Bars(args.quiet)
+    # The lock: a run writing the store meanwhile would export half-written images.
+    with (
+        store_lock(store, "pipeline export-ome-zarr", wait=args.wait),
+        cluster_client(_cluster_config(args)) as client,
+    ):
+        try:
+            done = export_ome_zarr(
+                store, args.out, overwrite=args.overwrite, client=client, progress=bars
+            )
+        finally:
+            bars.close()
+    print(
+        f"Wrote {len(done.plates)} plate(s), {done.images} fields, to {args.out}"
+        + (f" ({done.skipped} invalid images left out)" if done.skipped else "")
+        + (f"; plate map {done.plate_map}" if done.plate_map else "")
+    )
+    return EXIT_OK
+
+
 def _cmd_stages(args: argparse.Namespace) -> int:
     import difflib
 
@@ -694,6 +736,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_report(args)
         if args.command == "stages":
             return _cmd_stages(args)
+        if args.command == "export-ome-zarr":
+            return _cmd_export_ome_zarr(args)
         return _cmd_synth(args)
     except JobSpecError as exc:
         _err(str(exc))

@@ -7,15 +7,15 @@ CellProfiler without a translation table. As in CellProfiler, the shape measures
 :func:`skimage.measure.regionprops`, and intensities are read from the image scaled to
 [0, 1] by its dtype's range (uint8 / 255, uint16 / 65535; float images as they are).
 
-Columns (:data:`FEATURE_COLUMNS`, in this order). "Scales" says what ``pixel_size_um``
-(``s``) does to a column: lengths are multiplied by ``s`` (um), areas by ``s**2`` (um^2);
-everything else is unchanged.
+Columns (:data:`FEATURE_COLUMNS`, in this order). Given ``pixel_size_um`` (``s``), the
+lengths (:data:`LENGTH_COLUMNS`) are multiplied by ``s`` and the areas
+(:data:`AREA_COLUMNS`) by ``s**2``: the unit in parentheses. Nothing else changes.
 
 ==================================  ==========================================  ============
-column                              meaning                                     unit / scales
+column                              meaning                                     unit
 ==================================  ==========================================  ============
-``AreaShape_Area``                  pixels of the spheroid (label 1)            px^2 / s^2
-``AreaShape_Perimeter``             regionprops ``perimeter`` (4-connected      px / s
+``AreaShape_Area``                  pixels of the spheroid (label 1)            px^2 (um^2)
+``AreaShape_Perimeter``             regionprops ``perimeter`` (4-connected      px (um)
                                     contour, as CellProfiler)
 ``AreaShape_FormFactor``            4 pi Area / Perimeter^2: 1 for a disc       --
                                     (about 0.92 at r = 50 px, the perimeter's
@@ -24,25 +24,24 @@ column                              meaning                                     
 ``AreaShape_Extent``                Area / bounding box area                    --
 ``AreaShape_Eccentricity``          of the ellipse with the same second         --
                                     moments: 0 a circle, towards 1 a line
-``AreaShape_EquivalentDiameter``    diameter of the disc of the same area       px / s
-``AreaShape_MajorAxisLength``       major axis of that ellipse                  px / s
-``AreaShape_MinorAxisLength``       minor axis of that ellipse                  px / s
-``AreaShape_MaxFeretDiameter``      longest caliper distance                    px / s
+``AreaShape_EquivalentDiameter``    diameter of the disc of the same area       px (um)
+``AreaShape_MajorAxisLength``       major axis of that ellipse                  px (um)
+``AreaShape_MinorAxisLength``       minor axis of that ellipse                  px (um)
+``AreaShape_MaxFeretDiameter``      longest caliper distance                    px (um)
 ``Intensity_IntegratedIntensity``   sum of the spheroid's intensities           [0, 1] sum
 ``Intensity_MeanIntensity``         their mean                                  [0, 1]
 ``Intensity_StdIntensity``          their standard deviation (population)       [0, 1]
 ``Intensity_MinIntensity``          their minimum                               [0, 1]
 ``Intensity_MaxIntensity``          their maximum                               [0, 1]
 ``Intensity_MedianIntensity``       their median                                [0, 1]
-``Location_Center_X``               centroid column of the spheroid             px (never
-                                                                                scaled)
-``Location_Center_Y``               centroid row of the spheroid                px (never
-                                                                                scaled)
+``Location_Center_X``               centroid column of the spheroid (image      px
+                                    coordinates: never scaled)
+``Location_Center_Y``               centroid row of the spheroid                px
 ``Debris_FragmentCount``            8-connected pieces of debris (label 2)      count
-``Debris_Area``                     pixels of debris                            px^2 / s^2
+``Debris_Area``                     pixels of debris                            px^2 (um^2)
 ``Debris_AreaFraction``             Debris_Area / (Debris_Area + Area): 0       --
                                     intact, towards 1 disintegrated
-``Debris_SpreadRadius``             largest distance of a debris pixel from     px / s
+``Debris_SpreadRadius``             largest distance of a debris pixel from     px (um)
                                     the spheroid's centroid (0: no debris)
 ==================================  ==========================================  ============
 

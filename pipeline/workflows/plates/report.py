@@ -179,15 +179,24 @@ def _z_primes(profiles: pd.DataFrame) -> str | None:
     groups = set(profiles["Metadata_Group"])
     if POSITIVE not in groups or NEGATIVE not in groups:
         return None
+    # The change of area since the baseline day: each well's own starting size drops out.
+    feature = "AreaShape_Area_ChangeRatio"
+    if feature not in profiles:
+        feature = "AreaShape_Area"
     rows: list[list[Any]] = []
     for key, part in profiles.groupby(["Metadata_Plate", "Metadata_Day"], sort=True):
         plate, day = key
-        pos = part.loc[part["Metadata_Group"] == POSITIVE, "AreaShape_Area"].to_numpy(float)
-        neg = part.loc[part["Metadata_Group"] == NEGATIVE, "AreaShape_Area"].to_numpy(float)
-        rows.append([plate, day, significant(z_prime(pos, neg))])
+        pos = part.loc[part["Metadata_Group"] == POSITIVE, feature].to_numpy(float)
+        neg = part.loc[part["Metadata_Group"] == NEGATIVE, feature].to_numpy(float)
+        value = z_prime(pos, neg)
+        if np.isfinite(value):  # the baseline day, where every ratio is 1, has none
+            rows.append([plate, day, significant(value)])
+    if not rows:
+        return None
     return join_parts(
         [
-            f"<h3>Z'-factor ({escape(POSITIVE)} vs {escape(NEGATIVE)}, spheroid area)</h3>",
+            f"<h3>Z'-factor ({escape(POSITIVE)} vs {escape(NEGATIVE)}, <code>"
+            f"{escape(feature)}</code>)</h3>",
             "<p>Above 0.5 an excellent assay, 0 to 0.5 marginal, below 0 the controls overlap.</p>",
             table_html(["plate", "day", "Z'"], rows),
         ]
