@@ -172,7 +172,30 @@ def _qc_part(ctx: ReportContext, qc: pd.DataFrame) -> str:
         if examples
         else None
     )
-    return join_parts(["<h3>Quality control</h3>", table, fig]) or ""
+    return join_parts(["<h3>Quality control</h3>", table, _lost_wells(ctx), fig]) or ""
+
+
+def _lost_wells(ctx: ReportContext) -> str | None:
+    """Wells of the plate map with images that could not be read (from ``plate_wells``)."""
+    if not ctx.store.exists("tables/plate_wells.parquet"):
+        return None
+    wells = read_table(ctx.store, "plate_wells")
+    if not {"n_images", "n_valid", "excluded"} <= set(wells.columns):
+        return None
+    lost = wells[~wells["excluded"].astype(bool) & (wells["n_valid"] < wells["n_images"])]
+    if lost.empty:
+        return None
+    rows = [
+        [p, w, int(n), int(v)]
+        for p, w, n, v in lost[["plate", "well", "n_images", "n_valid"]].itertuples(index=False)
+    ]
+    return join_parts(
+        [
+            "<p>Wells with images that could not be read (quarantined at ingest; see "
+            "<code>tables/quarantine.parquet</code>):</p>",
+            table_html(["plate", "well", "images", "readable"], rows),
+        ]
+    )
 
 
 def _z_primes(profiles: pd.DataFrame) -> str | None:

@@ -207,3 +207,29 @@ def test_z_prime_is_zhangs_factor() -> None:
     expected = 1 - 3 * (pos.std(ddof=1) + neg.std(ddof=1)) / 90.0
     assert z_prime(pos, neg) == pytest.approx(expected)
     assert np.isnan(z_prime(pos[:1], neg))
+
+
+def test_a_well_whose_image_cannot_be_read_is_named_in_the_report(
+    client: Client, tmp_path: Path
+) -> None:
+    from pipeline.synth import generate_plates
+
+    data = tmp_path / "plates"
+    generate_plates(data, plates=1, seed=0, size=64, fields=(1, 1), days=(7,), fault_rate=0)
+    broken = data / "images" / "P01_C05_f1_d07.tif"
+    broken.write_bytes(broken.read_bytes()[:100])  # truncated: quarantined at ingest
+    spec = f"""\
+name: lost
+store: {tmp_path / "run"}
+stages:
+  - stage: ingest_plates
+    params: {{index: {data / "image_index.csv"}, plate_map: {data / "plate_map.csv"}}}
+  - stage: segment_spheroids
+  - stage: report
+    params: {{montage_images: 0}}
+"""
+    run_job(parse_job(spec), client=client)
+    html = (tmp_path / "run" / "report" / "index.html").read_text()
+    assert "could not be read" in html and "<td>C05</td>" in html
+    quarantine = read_table(RunStore(str(tmp_path / "run")), "quarantine")
+    assert [Path(p).name for p in quarantine["path"]] == [broken.name]
