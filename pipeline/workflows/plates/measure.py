@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -67,7 +67,13 @@ from skimage.util import img_as_float
 
 from pipeline.errors import ParameterError
 
-__all__ = ["AREA_COLUMNS", "FEATURE_COLUMNS", "LENGTH_COLUMNS", "measure_spheroid"]
+__all__ = [
+    "AREA_COLUMNS",
+    "FEATURE_COLUMNS",
+    "LENGTH_COLUMNS",
+    "measure_spheroid",
+    "scale_to_micrometres",
+]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +116,14 @@ LENGTH_COLUMNS: Final = (
 AREA_COLUMNS: Final = ("AreaShape_Area", "Debris_Area")
 
 SPHEROID, DEBRIS = 1, 2
+
+
+class Columns(Protocol):
+    """Anything indexed by column name: a row (dict) or a table (DataFrame)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+    def __setitem__(self, key: str, value: Any, /) -> None: ...
 
 
 def _intensity(image: npt.ArrayLike, shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
@@ -231,8 +245,23 @@ def measure_spheroid(
         log.debug("no spheroid pixels: shape and intensity measures are NaN")
 
     if pixel_size_um is not None:
-        for name in LENGTH_COLUMNS:
-            out[name] *= pixel_size_um
-        for name in AREA_COLUMNS:
-            out[name] *= pixel_size_um**2
+        scale_to_micrometres(out, pixel_size_um)
     return out
+
+
+def scale_to_micrometres(features: Columns, pixel_size_um: float) -> None:
+    """Turn measures in px into um (in place): :data:`LENGTH_COLUMNS` times
+    ``pixel_size_um``, :data:`AREA_COLUMNS` times its square.
+
+    Parameters
+    ----------
+    features : dict or DataFrame
+        Column name -> value (a float, or a column): a row of :func:`measure_spheroid` in
+        px, or a table of them.
+    pixel_size_um : float
+        Side of one pixel (um).
+    """
+    for name in LENGTH_COLUMNS:
+        features[name] = features[name] * pixel_size_um
+    for name in AREA_COLUMNS:
+        features[name] = features[name] * pixel_size_um**2
