@@ -233,3 +233,26 @@ stages:
     assert "could not be read" in html and "<td>C05</td>" in html
     quarantine = read_table(RunStore(str(tmp_path / "run")), "quarantine")
     assert [Path(p).name for p in quarantine["path"]] == [broken.name]
+
+
+def test_a_bad_plate_map_exits_2_listing_every_problem_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+    from pipeline.synth import generate_plates
+
+    data = tmp_path / "plates"
+    generate_plates(data, plates=1, seed=0, size=64, fields=(1, 1), days=(7,), fault_rate=0)
+    plate_map = pd.read_csv(data / "plate_map.csv")
+    plate_map.loc[plate_map.well == "B02", "group"] = "vehicle"
+    plate_map.loc[plate_map.well == "C03", "well"] = "Q30"
+    plate_map.to_csv(data / "plate_map.csv", index=False)
+    spec = tmp_path / "job.yaml"
+    spec.write_text(
+        f"name: bad\nstore: {tmp_path / 'run'}\nstages:\n  - stage: ingest_plates\n"
+        f"    params: {{index: {data / 'image_index.csv'}, plate_map: {data / 'plate_map.csv'}}}\n"
+    )
+    assert main(["run", str(spec), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "'vehicle'" in err and "'Q30'" in err and "C03" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing was written
