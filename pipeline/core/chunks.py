@@ -15,6 +15,14 @@ a mosaic's bands) does three things, all here:
 
 No pixels pass through the client: tasks receive the store, a chunk index and small
 arguments.
+
+**Growing.** A collection that gains images (a plate added to a screen) grows along its first
+dimension instead of starting over: the ingest resizes every array along it
+(:func:`resize_dimension`), and a stage that opts in (``prepare_array(..., grow=True)``) keeps
+its chunks. Only the new items are then processed: the chunk that was the last, partly filled
+one keeps what it holds, its marker becomes a partial one (:func:`extend_task`), and its task
+writes just the rest of it (:func:`chunk_ranges`); the chunk loop joins the two payloads
+(lists concatenated, e.g. a table's rows) into its full marker.
 """
 
 from __future__ import annotations
@@ -37,9 +45,12 @@ if TYPE_CHECKING:
 __all__ = [
     "chunk_bounds",
     "chunk_graph",
+    "chunk_ranges",
     "chunk_task",
     "collect_rows",
+    "extend_task",
     "prepare_array",
+    "resize_dimension",
     "run_chunks",
     "write_block",
 ]
@@ -52,6 +63,101 @@ ChunkFn = Callable[..., Mapping[str, Any]]
 def chunk_bounds(n: int, per_chunk: int) -> list[tuple[int, int]]:
     """``[start, stop)`` of each chunk of ``n`` items, ``per_chunk`` at a time."""
     return [(s, min(s + per_chunk, n)) for s in range(0, n, per_chunk)]
+
+
+def chunk_ranges(store: RunStore, task: str, n: int, per_chunk: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of what each chunk of ``n`` items still needs written.
+
+    :func:`chunk_bounds`, but a chunk with a partial marker (:func:`extend_task`) starts
+    where its written part stops.
+    """
+    parts = store.partial_markers(task)
+    bounds = chunk_bounds(n, per_chunk)
+    return [
+        (max(start, int(parts[i]["stop"])) if i in parts else start, stop)
+        for i, (start, stop) in enumerate(bounds)
+    ]
+
+
+def extend_task(store: RunStore, task: str, length: int, per_chunk: int) -> None:
+    """Prepare ``task``'s markers for items appended after the first ``length``.
+
+    The chunk the first ``length`` items end in, if partly filled and written, gets a partial
+    marker (its payload so far and where its part stops) in place of its full one; chunks
+    after it have none. Safe to repeat (an interrupted append).
+    """
+    index, rest = divmod(length, per_chunk)
+    if not rest:
+        return
+    marker = store.done_markers(task).get(index)
+    if marker is not None:
+        store.mark_partial(task, index, length, marker)
+
+
+def resize_dimension(store: RunStore, dim: str, length: int) -> list[str]:
+    """Resize every array of ``store.zarr`` that has dimension ``dim`` to ``length`` along it.
+
+    For the stage that owns ``dim`` (the ingest owns ``image``), when its collection grows.
+    Data within the new length stays; the new region reads as each array's fill value until
+    written. Shrinking deletes what lies beyond ``length``: only the owner may do that, to
+    undo a growth it had not finished. Coordinates along ``dim`` are the caller's to write
+    anew.
+
+    Returns
+    -------
+    list of str
+        The arrays resized.
+    """
+    import zarr
+
+    group = zarr.open_group(store.zarr_store(), mode="r+", use_consolidated=False)
+    resized = []
+    for name, array in sorted(group.arrays()):
+        dims = list(getattr(array.metadata, "dimension_names", None) or [])
+        if dim not in dims:
+            continue
+        axis = dims.index(dim)
+        if array.shape[axis] != length:
+            shape = list(array.shape)
+            shape[axis] = length
+            array.resize(tuple(shape))
+            resized.append(str(name))
+    store.consolidate()
+    if resized:
+        log.info("resized %s to %d along `%s`", ", ".join(resized), length, dim)
+    return resized
+
+
+def _grow(
+    store: RunStore,
+    task: str,
+    name: str,
+    shape: Sequence[int],
+    per_chunk: int,
+    growth: str,
+    key: str,
+    config: Mapping[str, Any],
+) -> set[int] | None:
+    """Keep ``task``'s array and chunks when only ``shape[0]`` grew; None if it cannot."""
+    info = store.task_info(task)
+    length = info.get("length")
+    if (
+        info.get("growth") != growth
+        or not isinstance(length, int)
+        or length >= shape[0]
+        or not store.has_array(name)
+    ):
+        return None
+    array = store.open_array(name)
+    if array.shape[0] > shape[0] or tuple(array.shape[1:]) != tuple(shape[1:]):
+        return None
+    if array.shape[0] < shape[0]:
+        array.resize((shape[0], *array.shape[1:]))
+        store.consolidate()
+    extend_task(store, task, length, per_chunk)
+    store.record_task(task, key, config=dict(config), growth=growth, length=int(shape[0]))
+    log.info("%s: %s grows from %d to %d along its first dimension", task, name, length, shape[0])
+    return set(store.done_markers(task))
 
 
 def _dimension_length(store: RunStore, dim: str) -> tuple[int, list[str]] | None:
@@ -78,6 +184,7 @@ def prepare_array(
     coords: Mapping[str, Sequence[Any]] | None = None,
     attrs: Mapping[str, Any] | None = None,
     redo: bool = False,
+    grow: bool = False,
 ) -> set[int]:
     """Create ``store.zarr/<name>`` for ``config`` (or keep it) and return the chunks done.
 
@@ -100,6 +207,11 @@ def prepare_array(
         Attributes of the array (e.g. ``description``).
     redo : bool
         Start over even if the configuration matches.
+    grow : bool
+        When the array exists with this configuration but fewer items along ``dims[0]``
+        (the collection grew), keep it and its chunks: only the new items are to do, and
+        the chunks' ranges come from :func:`chunk_ranges`. Only for arrays whose item ``i``
+        depends on input item ``i`` alone.
 
     Returns
     -------
@@ -119,6 +231,14 @@ def prepare_array(
     key = config_key({"shape": list(shape), "chunks": list(chunks), "dims": list(dims), **config})
     if not redo and store.task_matches(task, key, name):
         return set(store.done_markers(task))
+    # The same configuration but for the length along dims[0].
+    growth = config_key(
+        {"item_shape": list(shape[1:]), "chunks": list(chunks), "dims": list(dims), **config}
+    )
+    if grow and not redo:
+        kept = _grow(store, task, name, shape, chunks[0], growth, key, config)
+        if kept is not None:
+            return kept
     existing = _dimension_length(store, dims[0])
     if existing is not None:
         length, owners = existing
@@ -149,7 +269,7 @@ def prepare_array(
     ds[name].attrs.update(dict(attrs or {}))
     encoding = {name: {"chunks": tuple(chunks), "compressors": [ZstdCodec(level=1)]}}
     store.write_template(ds, encoding, mode="a")
-    store.record_task(task, key, config=dict(config))
+    store.record_task(task, key, config=dict(config), growth=growth, length=int(shape[0]))
     log.info("%s: created %s %s in chunks of %s", task, name, tuple(shape), tuple(chunks))
     return set()
 
@@ -157,7 +277,8 @@ def prepare_array(
 def write_block(store: RunStore, name: str, start: int, block: np.ndarray) -> None:
     """Write ``block`` into ``store.zarr/<name>`` from ``start`` along the first dimension.
 
-    The region must cover whole chunks (or end at the array's end): one task owns it.
+    The region must cover whole chunks (or end at the array's end), or be the rest of a
+    chunk whose first part is written (:func:`chunk_ranges`): one task owns each chunk.
     """
     # Every chunk is written whole, so zarr's scan for all-fill-value chunks (which costs as
     # much as compressing, measured on ingest) buys nothing: skip it.
@@ -171,10 +292,24 @@ def chunk_task(
     """Run ``func(store, index, *args)`` (one chunk), then write its completion marker.
 
     The marker holds what ``func`` returned and is written after the chunk's data, so a chunk
-    without a marker is redone on resume.
+    without a marker is redone on resume. A chunk with a partial marker (its array grew) gets
+    the part's payload joined before this one's: lists are concatenated, other values are
+    this task's.
     """
     payload = dict(func(store, index, *args))
+    part = store.partial_marker(task, index)
+    if part is not None:
+        # The chunk's first part was written before the array grew: its payload comes first.
+        before = dict(part["payload"])
+        payload = {
+            k: before[k] + payload[k]
+            if isinstance(before.get(k), list) and isinstance(payload.get(k), list)
+            else payload.get(k, before.get(k))
+            for k in {**before, **payload}
+        }
     store.mark_done(task, index, payload)
+    if part is not None:
+        store.remove_partial(task, index)
     return payload
 
 

@@ -68,6 +68,9 @@ class StageRecord(BaseModel):
     stage: str
     config_hash: str
     params: dict[str, Any] = Field(default_factory=dict)
+    #: The fingerprint of the stage's inputs outside the store when it ran (stages that
+    #: declare ``StageDef.inputs`` only).
+    inputs: str | None = None
     status: StageStatus
     started: str | None = None
     ended: str | None = None

@@ -135,6 +135,13 @@ class StageDef:
         ``"module:function"`` of ``preflight(store, params)``: cheap checks run for every
         pending step before any stage starts (inputs exist, the store can take the output);
         raises to stop the run.
+    inputs : str, optional
+        ``"module:function"`` of ``inputs(params) -> str``: a cheap fingerprint of what the
+        step reads from outside the store (file names, sizes and times; never their
+        content). A completed step whose inputs' fingerprint has changed since it ran (files
+        added to a folder, a plate added to an index) runs again, as does every step after
+        it; the stage itself decides how much of that is new work. Left out, a stage's inputs
+        are its parameters alone.
     check_job : callable, optional
         ``check_job(params, earlier) -> [(field path, message), ...]``: checks of the step's
         parameters against the steps before it in the job (:class:`EarlierStep`), run when
@@ -149,6 +156,7 @@ class StageDef:
     summary: str
     writes: tuple[str, ...] | WritesFn = ()
     preflight: str | None = None
+    inputs: str | None = None
     check_job: CheckJobFn | None = None
     workflow: str = ""
 
@@ -159,6 +167,13 @@ class StageDef:
     def load(self) -> Callable[[RunContext, Any], Counts]:
         """The implementation (imported now)."""
         func: Callable[[RunContext, Any], Counts] = load_object(self.run)
+        return func
+
+    def load_inputs(self) -> Callable[[Any], str] | None:
+        """The inputs' fingerprint function (imported now), or None."""
+        if self.inputs is None:
+            return None
+        func: Callable[[Any], str] = load_object(self.inputs)
         return func
 
     def load_preflight(self) -> Callable[[RunStore, Any], None] | None:

@@ -1,9 +1,12 @@
 """Running a validated job: stages in order, resumable, each recorded in the manifest.
 
 A step is skipped when the manifest has a completed record with the same config hash (which
-chains the hashes of the steps before it) and the paths the stage writes exist. ``force``
-redoes named steps. A failing stage is recorded with its error and stops the run; what earlier
-stages wrote stays, so the next run resumes there.
+chains the hashes of the steps before it), the paths the stage writes exist and, for a stage
+that fingerprints its inputs (``StageDef.inputs``), the inputs are the ones it ran on: files
+added to an ingest's folder or a plate added to its index run it again (and every step after
+it), and the stages decide how much of that is new work. ``force`` redoes named steps. A
+failing stage is recorded with its error and stops the run; what earlier stages wrote
+stays, so the next run resumes there.
 """
 
 from __future__ import annotations
@@ -23,12 +26,12 @@ from pipeline.core.manifest import StageRecord, load_manifest, now_iso, save_man
 from pipeline.core.progress import ProgressFn, no_progress
 from pipeline.core.registry import Counts
 from pipeline.core.store import MANIFEST_NAME, STORE_LAYOUT, RunStore
-from pipeline.errors import JobSpecError, StageError, StoreError
+from pipeline.errors import JobSpecError, PipelineError, StageError, StoreError
 
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["RunSummary", "check_run_store", "pending_steps", "run_job"]
+__all__ = ["RunSummary", "check_run_store", "input_fingerprint", "pending_steps", "run_job"]
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +47,40 @@ class RunSummary:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def input_fingerprint(step: JobStep) -> str | None:
+    """The fingerprint of ``step``'s inputs now (None: its stage declares none, or they cannot
+    be read, which the stage's preflight then reports)."""
+    fingerprint = step.stage.load_inputs()
+    if fingerprint is None:
+        return None
+    try:
+        return fingerprint(step.params)
+    except (PipelineError, OSError) as exc:
+        log.debug("stage %s: inputs not readable (%s); it will run", step.name, exc)
+        return None
+
+
 def _complete(store: RunStore, step: JobStep) -> bool:
     rec = load_manifest(store).stages.get(step.name)
-    return (
+    if not (
         rec is not None
         and rec.status == "done"
         and rec.config_hash == step.config_hash
         and all(store.exists(p) for p in step.writes)
-    )
+    ):
+        return False
+    if step.stage.inputs is None:
+        return True
+    # A record without a fingerprint (a stage run before its stage had one) runs once more:
+    # its inputs may have grown since.
+    return rec.inputs is not None and rec.inputs == input_fingerprint(step)
 
 
 def pending_steps(job: Job, force: Sequence[str] = ()) -> list[JobStep]:
-    """The steps a run of ``job`` would run: forced ones, those not complete, and every step
-    after one of those (a later step reads what the earlier ones write, e.g. clustering reads
-    the PCA of ``reduce``: rerunning one must refresh the others)."""
+    """The steps a run of ``job`` would run: forced ones, those not complete (or whose inputs
+    changed), and every step after one of those (a later step reads what the earlier ones
+    write, e.g. clustering reads the PCA of ``reduce``: rerunning one must refresh the
+    others)."""
     store = RunStore(job.spec.store)
     todo: list[JobStep] = []
     for s in job.steps:
@@ -232,11 +255,14 @@ def _run_step(
     func: Callable[[RunContext, object], Counts],
     summary: RunSummary,
 ) -> None:
+    # Taken before the stage reads its inputs: what changes while it runs is seen next time.
+    inputs = input_fingerprint(step)
     started, t0 = now_iso(), time.perf_counter()
     running = StageRecord(
         stage=step.name,
         config_hash=step.config_hash,
         params=step.params.model_dump(mode="json"),
+        inputs=inputs,
         status="running",
         started=started,
     )

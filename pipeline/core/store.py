@@ -14,6 +14,7 @@ it and open their own arrays: pixel data never passes through the client or the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,7 +22,7 @@ import os
 import tempfile
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -66,6 +67,17 @@ def _umask() -> int:
         mask = os.umask(0o022)
         os.umask(mask)
     return mask
+
+
+@contextlib.contextmanager
+def _quiet_consolidation() -> Iterator[None]:
+    # Consolidated metadata is not (yet) in the Zarr v3 spec; xarray and zarr-python read
+    # it, which is all a run store needs.
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Consolidated metadata is currently not part", category=UserWarning
+        )
+        yield
 
 
 def config_key(config: Mapping[str, Any]) -> str:
@@ -232,6 +244,40 @@ class RunStore:
                 out[int(name[:-5])] = json.loads(self.fs.cat_file(p))
         return out
 
+    def _part_path(self, task: str, key: int) -> str:
+        return f"{self._marker_dir(task)}/{key:08d}.part"
+
+    def mark_partial(self, task: str, key: int, stop: int, payload: Mapping[str, Any]) -> None:
+        """Turn chunk ``key``'s marker into a partial one: written up to ``stop`` (exclusive,
+        along the first dimension), with ``payload`` reported for that part.
+
+        For a chunk that was the last, partly filled one of an array that has since grown:
+        the rest of it is written later, and its full marker then replaces this one.
+        """
+        self.write_json(self._part_path(task, key), {"stop": int(stop), "payload": dict(payload)})
+        self.remove(f"{self._marker_dir(task)}/{key:08d}.json")
+
+    def partial_markers(self, task: str) -> dict[int, dict[str, Any]]:
+        """The partial markers of ``task`` (see :meth:`mark_partial`), keyed by chunk index."""
+        d = self.fs_path(self._marker_dir(task))
+        if not self.fs.exists(d):
+            return {}
+        out: dict[int, dict[str, Any]] = {}
+        for p in self.fs.ls(d, detail=False):
+            name = str(p).rsplit("/", 1)[-1]
+            if name.endswith(".part") and not name.startswith("."):
+                out[int(name[:-5])] = json.loads(self.fs.cat_file(p))
+        return out
+
+    def partial_marker(self, task: str, key: int) -> dict[str, Any] | None:
+        """Chunk ``key``'s partial marker, or None."""
+        rel = self._part_path(task, key)
+        return dict(self.read_json(rel)) if self.exists(rel) else None
+
+    def remove_partial(self, task: str, key: int) -> None:
+        """Forget chunk ``key``'s partial marker (once its full marker is written)."""
+        self.remove(self._part_path(task, key))
+
     def clear_markers(self, task: str) -> None:
         """Forget every marker of ``task`` (before redoing it from scratch)."""
         self.remove(self._marker_dir(task))
@@ -248,6 +294,11 @@ class RunStore:
         return (
             self.has_array(array) and self.exists(path) and self.read_json(path).get("key") == key
         )
+
+    def task_info(self, task: str) -> dict[str, Any]:
+        """What :meth:`record_task` recorded for ``task`` (empty if nothing)."""
+        path = self._task_config(task)
+        return dict(self.read_json(path)) if self.exists(path) else {}
 
     def task_key(self, task: str) -> str:
         """The configuration key ``task`` last started with ("" if none)."""
@@ -321,14 +372,7 @@ class RunStore:
         writing whole chunks. Metadata is consolidated so that a plain
         ``xarray.open_zarr(path)`` opens the store quickly and without a fallback warning.
         """
-        with warnings.catch_warnings():
-            # Consolidated metadata is not (yet) in the Zarr v3 spec; xarray and zarr-python
-            # read it, which is all a run store needs.
-            warnings.filterwarnings(
-                "ignore",
-                message="Consolidated metadata is currently not part",
-                category=UserWarning,
-            )
+        with _quiet_consolidation():
             ds.to_zarr(
                 self.zarr_url,
                 mode=mode,
@@ -338,6 +382,11 @@ class RunStore:
                 encoding=dict(encoding),
                 storage_options=dict(self.storage_options) or None,
             )
+
+    def consolidate(self) -> None:
+        """Rewrite ``store.zarr``'s consolidated metadata (after arrays changed shape)."""
+        with _quiet_consolidation():
+            zarr.consolidate_metadata(self.zarr_store())
 
     def remove_zarr(self) -> None:
         """Delete ``store.zarr`` (only on an explicit overwrite)."""

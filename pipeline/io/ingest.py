@@ -13,37 +13,46 @@ Three steps, each run on the Dask cluster where it touches files:
 
 Hostile files (decompression bombs over ``max_pixels``, FIFOs and other non-regular files,
 TIFFs whose pages differ) are quarantined by the header step, before anything is decoded.
+
+Sources that are the store's collection plus more files grow it: only the new files' headers
+are read and only their images decoded (:mod:`pipeline.io.ingest_append`). The plan itself
+(headers, shape, chunking, the arrays' layout and the ``images`` table) is
+:mod:`pipeline.io.ingest_plan`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dask.array as da
 import numpy as np
 import pandas as pd
-import xarray as xr
-from distributed import Client
-from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
 
-from pipeline.core.chunks import run_chunks, write_block
+from pipeline.core.chunks import chunk_ranges, run_chunks, write_block
 from pipeline.core.context import RunContext
 from pipeline.core.manifest import QuarantineEntry, load_manifest, save_manifest
-from pipeline.core.progress import ProgressFn, gather_with_progress
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table, write_table
-from pipeline.errors import CollectionMismatchError, ImageDecodeError, IngestError
-from pipeline.io.conform import convert_mode, fit_shape, target_channels
+from pipeline.errors import CollectionMismatchError, ImageDecodeError
+from pipeline.io.conform import convert_mode, fit_shape
 from pipeline.io.imagefiles import ImageInfo, read_header, read_image
+from pipeline.io.ingest_append import Growth, find_growth, grow_collection
+from pipeline.io.ingest_plan import (
+    TASK,
+    HeaderFn,
+    IngestPlan,
+    collection_fingerprint,
+    collection_template,
+    files_digest,
+    header_frame,
+    image_table,
+    plan_collection,
+    probe,
+)
 from pipeline.io.inputs import SourceSet, resolve_sources
 from pipeline.io.spec import DEFAULT_MAX_PIXELS, IngestParams, ModePolicy, ShapePolicy
 
@@ -55,6 +64,7 @@ __all__ = [
     "check_ingest",
     "check_sources",
     "chunk_args",
+    "ingest_fingerprint",
     "ingest_images",
     "ingest_sources",
     "plan_collection",
@@ -63,66 +73,16 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TASK = "ingest"
-_PROBE_BATCH = 256
 #: The arrays whose chunks the write tasks write (and a resume may find half-written).
 _CHUNKED = ("images", "valid")
 #: zarr's LocalStore writes each chunk to ``<key>.<32 hex digits>.partial`` and then renames
 #: it; a process killed in between leaves that file behind.
 _ZARR_PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
 
-#: Reads one source's header: ``header(path, max_pixels) -> ImageInfo`` (a module-level
-#: function: it runs on the workers). :func:`~pipeline.io.imagefiles.read_header` for files.
-HeaderFn = Callable[[str, int], ImageInfo]
 #: Decodes one source: ``read(path, format, max_pixels) -> array`` of the shape its header
 #: gave, raising :class:`~pipeline.errors.ImageDecodeError` when it cannot.
 #: :func:`~pipeline.io.imagefiles.read_image` for files.
 ReadFn = Callable[[str, str, int], np.ndarray]
-
-
-@dataclass(frozen=True)
-class IngestPlan:
-    """The collection an ingest writes.
-
-    ``files``/``formats`` are in ``image`` order; ``shape`` is the stored per-image shape
-    ``(height, width)`` or ``(height, width, channels)``.
-    """
-
-    files: tuple[str, ...]
-    formats: tuple[str, ...]
-    shape: tuple[int, ...]
-    dtype: str
-    per_chunk: int
-    quarantine: tuple[tuple[str, str], ...]
-
-    @property
-    def n_images(self) -> int:
-        """Number of images in the collection."""
-        return len(self.files)
-
-    @property
-    def n_chunks(self) -> int:
-        """Number of chunks along ``image``."""
-        return -(-self.n_images // self.per_chunk)
-
-    def chunk_bounds(self, index: int) -> tuple[int, int]:
-        """``[start, stop)`` image range of chunk ``index``."""
-        start = index * self.per_chunk
-        return start, min(start + self.per_chunk, self.n_images)
-
-
-# -- per-task functions (module level, pure: they run on workers) ---------------------------
-
-
-def header_batch(
-    paths: Sequence[str], max_pixels: int = DEFAULT_MAX_PIXELS, header: HeaderFn = read_header
-) -> list[ImageInfo]:
-    """Probe a batch of files (one Dask task): headers only, no pixels leave the worker.
-
-    A file whose header claims more than ``max_pixels`` values is given a reason (and so
-    quarantined) without being decoded. ``header`` reads one source (files by default).
-    """
-    return [header(p, max_pixels) for p in paths]
 
 
 def write_chunk(
@@ -168,194 +128,25 @@ def write_chunk(
     return {"quarantined": bad}
 
 
-# -- planning (client side, metadata only) ---------------------------------------------------
-
-
-def _examples(paths: Sequence[str], k: int = 3) -> str:
-    shown = ", ".join(paths[:k])
-    return shown + (f", ... ({len(paths) - k} more)" if len(paths) > k else "")
-
-
-def _majority(values: Sequence[Any]) -> Any:
-    # Most common value; ties go to the one seen first, so the plan is deterministic.
-    counts = Counter(values)
-    best = max(counts.values())
-    return next(v for v in values if counts[v] == best)
-
-
-def _describe_groups(label: str, groups: dict[Any, list[str]]) -> str:
-    parts = [
-        f"{label} {key}: {len(files)} file(s), e.g. {_examples(files)}"
-        for key, files in sorted(groups.items(), key=lambda kv: -len(kv[1]))
-    ]
-    return "; ".join(parts)
-
-
-def plan_collection(
-    infos: Sequence[ImageInfo], params: IngestParams
-) -> tuple[list[ImageInfo], tuple[int, ...], str, list[tuple[str, str]]]:
-    """Decide the collection's shape and dtype and which files are set aside.
-
-    Parameters
-    ----------
-    infos : sequence of ImageInfo
-        Probe results, in the order of the files.
-    params : IngestParams
-
-    Returns
-    -------
-    kept : list of ImageInfo
-        Files that go into the collection, in order.
-    shape : tuple of int
-        Stored per-image shape, ``(height, width)`` or ``(height, width, channels)``.
-    dtype : str
-        Stored dtype.
-    quarantine : list of (path, reason)
-
-    Raises
-    ------
-    IngestError
-        If no file is usable, or the files mix shapes, channels or dtypes under a policy that
-        does not allow it; the message lists what was found and a few files of each.
-    """
-    quarantine = [(i.path, i.reason) for i in infos if not i.ok]
-    good = [i for i in infos if i.ok]
-    if not good:
-        raise IngestError(
-            f"none of the {len(infos)} file(s) can be ingested: {quarantine[0][1]} "
-            f"({quarantine[0][0]}) and so on; check the sources"
-        )
-
-    def channels(i: ImageInfo) -> int:
-        return target_channels(params.mode, i.channels)
-
-    lenient = params.shape_policy == "quarantine"
-    for label, key in (("dtype", lambda i: i.dtype), ("channels", channels)):
-        groups: dict[Any, list[str]] = {}
-        for i in good:
-            groups.setdefault(key(i), []).append(i.path)
-        if len(groups) > 1:
-            if not lenient:
-                fix = (
-                    "pass mode gray or rgb (--mode)"
-                    if label == "channels"
-                    else "convert the files to one bit depth"
-                )
-                raise IngestError(
-                    f"the sources mix {label}: {_describe_groups(label, groups)}; {fix}, or "
-                    "shape_policy quarantine to set the minority aside"
-                )
-            keep_key = _majority([key(i) for i in good])
-            quarantine += [
-                (i.path, f"{label} {key(i)} differs from the collection's {keep_key}")
-                for i in good
-                if key(i) != keep_key
-            ]
-            good = [i for i in good if key(i) == keep_key]
-
-    sizes = [i.shape[:2] for i in good]
-    if params.shape is not None:
-        target = tuple(params.shape)
-    elif params.shape_policy == "pad":
-        target = (max(s[0] for s in sizes), max(s[1] for s in sizes))
-    else:
-        target = _majority(sizes)
-    if params.shape_policy == "error":
-        groups = {}
-        for i in good:
-            groups.setdefault("x".join(map(str, i.shape[:2])), []).append(i.path)
-        if len(groups) == 1 and sizes[0] != target:
-            raise IngestError(
-                f"the images are {sizes[0][0]}x{sizes[0][1]} but shape asks for "
-                f"{target[0]}x{target[1]}; choose shape_policy resize or pad (--shape-policy), "
-                "or drop --shape"
-            )
-        if len(groups) > 1:
-            raise IngestError(
-                f"the images differ in size: {_describe_groups('size', groups)}; choose "
-                "shape_policy resize, pad or quarantine (--shape-policy)"
-            )
-    elif params.shape_policy == "quarantine":
-        quarantine += [
-            (
-                i.path,
-                f"size {i.shape[0]}x{i.shape[1]} differs from the collection's "
-                f"{target[0]}x{target[1]}",
-            )
-            for i in good
-            if i.shape[:2] != target
-        ]
-        good = [i for i in good if i.shape[:2] == target]
-    elif params.shape_policy == "pad":
-        too_big = [i for i in good if i.shape[0] > target[0] or i.shape[1] > target[1]]
-        quarantine += [
-            (
-                i.path,
-                f"size {i.shape[0]}x{i.shape[1]} is larger than the pad target "
-                f"{target[0]}x{target[1]}",
-            )
-            for i in too_big
-        ]
-        good = [i for i in good if i not in too_big]
-    if not good:
-        raise IngestError("every file was set aside by the shape policy; check --shape")
-    n_channels = channels(good[0])
-    shape = (*target, n_channels) if n_channels > 1 else tuple(target)
-    return good, shape, good[0].dtype, quarantine
-
-
-def _per_chunk(shape: tuple[int, ...], dtype: str, chunk_mb: float) -> int:
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    return max(1, int(chunk_mb * 1e6 // nbytes))
-
-
-def _compressor(params: IngestParams, dtype: str) -> ZstdCodec | BloscCodec:
-    if params.compressor == "lz4":
-        level = 5 if params.compression_level is None else params.compression_level
-        return BloscCodec(
-            cname="lz4",
-            clevel=min(max(level, 0), 9),
-            shuffle=BloscShuffle.bitshuffle,
-            typesize=np.dtype(dtype).itemsize,
-        )
-    return ZstdCodec(level=1 if params.compression_level is None else params.compression_level)
-
-
-def _template(
-    sources: SourceSet, plan: IngestPlan, order: Sequence[int], params: IngestParams
-) -> tuple[xr.Dataset, dict[str, Any]]:
-    dims = ("image", "y", "x", "channel")[: 1 + len(plan.shape)]
-    chunks = (plan.per_chunk, *plan.shape)
-    images = da.zeros((plan.n_images, *plan.shape), chunks=chunks, dtype=plan.dtype)
-    coords: dict[str, Any] = {
-        "image_id": ("image", np.array([sources.image_ids[i] for i in order], dtype=object)),
-        "source": ("image", np.array(list(plan.files), dtype=object)),
-        "valid": ("image", da.zeros(plan.n_images, chunks=plan.per_chunk, dtype=bool)),
-    }
-    meta = sources.metadata.iloc[list(order)]
-    for col in meta.columns:
-        values = meta[col].to_numpy()
-        coords[col] = ("image", values.astype(object) if values.dtype.kind in "OUS" else values)
-    ds = xr.Dataset({"images": (dims, images)}, coords=coords)
-    ds.attrs["pipeline_collection"] = 1
-    encoding = {
-        "images": {
-            "chunks": chunks,
-            "compressors": [_compressor(params, plan.dtype)],
-            "fill_value": 0,
-        },
-        "valid": {"chunks": (plan.per_chunk,)},
-    }
-    return ds, encoding
+# -- the collection in the store -------------------------------------------------------------
 
 
 def chunk_args(
-    plan: IngestPlan, params: IngestParams, todo: Sequence[int], read: ReadFn = read_image
+    plan: IngestPlan,
+    params: IngestParams,
+    todo: Sequence[int],
+    read: ReadFn = read_image,
+    ranges: Sequence[tuple[int, int]] | None = None,
 ) -> dict[int, tuple[Any, ...]]:
-    """The arguments of :func:`write_chunk` for chunks ``todo``: file names, never pixels."""
+    """The arguments of :func:`write_chunk` for chunks ``todo``: file names, never pixels.
+
+    ``ranges`` (:func:`pipeline.core.chunks.chunk_ranges`) gives the images each chunk still
+    needs, where a grown collection's last old chunk is written in part already; by default
+    every chunk's whole range.
+    """
     args: dict[int, tuple[Any, ...]] = {}
     for index in todo:
-        start, stop = plan.chunk_bounds(index)
+        start, stop = plan.chunk_bounds(index) if ranges is None else ranges[index]
         args[index] = (
             start,
             list(plan.files[start:stop]),
@@ -370,20 +161,12 @@ def chunk_args(
     return args
 
 
-def _fingerprint(sources: SourceSet, params: IngestParams) -> str:
-    options = params.model_dump(mode="json", exclude={"sources", "overwrite"})
-    if options["max_pixels"] == DEFAULT_MAX_PIXELS:
-        # Stores ingested before the budget existed hold the same collection: keep their
-        # fingerprint, so they resume instead of being refused as another collection.
-        del options["max_pixels"]
-    blob = json.dumps({"sources": sources.fingerprint(), "options": options}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 def _existing_matches(
-    store: RunStore, fingerprint: str, params: IngestParams, n_files: int
-) -> bool:
-    """Whether ``store`` holds this very collection (complete or partly written).
+    store: RunStore, sources: SourceSet, params: IngestParams, fingerprint: str
+) -> bool | Growth:
+    """Whether ``store`` holds this very collection (complete or partly written): True; or
+    a complete collection ``sources`` extend (:mod:`pipeline.io.ingest_append`): how it
+    grows; or nothing of it (False: a new store, or ``overwrite``).
 
     Raises
     ------
@@ -394,6 +177,11 @@ def _existing_matches(
     existing = manifest.collection
     if existing is not None and existing.get("fingerprint") == fingerprint:
         return True
+    # Before `overwrite`: it replaces another collection, and this is the same one, larger.
+    growth = find_growth(store, sources, params) if existing is not None else None
+    if growth is not None:
+        return growth
+    n_files = len(sources.files)
     if existing is None and not store.exists("store.zarr"):
         return False
     others = sorted(n for n in manifest.stages if n != TASK)
@@ -441,7 +229,8 @@ def check_ingest(store: RunStore, params: IngestParams) -> None:
     InputError
         A source is missing, or no image file is found.
     CollectionMismatchError
-        The store holds a different collection and ``params.overwrite`` is false.
+        The store holds a different collection and ``params.overwrite`` is false (sources
+        that extend the store's collection are not different: they grow it).
     """
     check_sources(store, params, resolve_sources(params.sources))
 
@@ -454,7 +243,19 @@ def check_sources(store: RunStore, params: IngestParams, sources: SourceSet) -> 
     CollectionMismatchError
         The store holds a different collection and ``params.overwrite`` is false.
     """
-    _existing_matches(store, _fingerprint(sources, params), params, len(sources.files))
+    _existing_matches(store, sources, params, collection_fingerprint(sources, params))
+
+
+def ingest_fingerprint(params: IngestParams) -> str:
+    """The fingerprint of the ingest's sources now (its stage's ``inputs``): files added to
+    its folders or manifests make the job run the ingest again, which grows the collection.
+
+    Raises
+    ------
+    InputError
+        A source is missing, or no image file is found.
+    """
+    return collection_fingerprint(resolve_sources(params.sources), params)
 
 
 def _clear_collection(store: RunStore) -> None:
@@ -509,48 +310,6 @@ def _load_plan(store: RunStore) -> IngestPlan:
     )
 
 
-def _probe(
-    client: Client | None,
-    sources: SourceSet,
-    params: IngestParams,
-    progress: ProgressFn,
-    header: HeaderFn = read_header,
-) -> tuple[IngestPlan, list[ImageInfo], list[int]]:
-    """Read every header (on the workers) and plan the collection; writes nothing.
-
-    Returns the plan, the kept files' infos and their positions in ``sources.files``.
-
-    Raises
-    ------
-    IngestError
-        From :func:`plan_collection`.
-    """
-    batches = [
-        sources.files[i : i + _PROBE_BATCH] for i in range(0, len(sources.files), _PROBE_BATCH)
-    ]
-    if client is None:
-        infos = [i for batch in batches for i in header_batch(batch, params.max_pixels, header)]
-    else:
-        futures = client.map(
-            header_batch, batches, max_pixels=params.max_pixels, header=header, pure=False
-        )
-        parts = gather_with_progress(client, futures, "headers", progress)
-        infos = [i for batch in parts for i in batch]
-    kept, shape, dtype, quarantine = plan_collection(infos, params)
-    quarantine = [(p, "listed in the manifest but missing") for p in sources.missing] + quarantine
-    index_of = {f: k for k, f in enumerate(sources.files)}
-    order = [index_of[i.path] for i in kept]
-    plan = IngestPlan(
-        files=tuple(i.path for i in kept),
-        formats=tuple(i.format for i in kept),
-        shape=shape,
-        dtype=dtype,
-        per_chunk=_per_chunk(shape, dtype, params.chunk_mb),
-        quarantine=tuple(quarantine),
-    )
-    return plan, kept, order
-
-
 def _start_collection(
     store: RunStore,
     sources: SourceSet,
@@ -567,6 +326,7 @@ def _start_collection(
     manifest = load_manifest(store)
     manifest.collection = {
         "fingerprint": fingerprint,
+        "files_digest": files_digest(sources),
         "status": "writing",
         "images": plan.n_images,
         "n_files": len(sources.files) + len(sources.missing),
@@ -582,21 +342,9 @@ def _start_collection(
     ]
     save_manifest(store, manifest)
     store.clear_markers(TASK)
-    ds, encoding = _template(sources, plan, order, params)
+    ds, encoding = collection_template(sources, plan, order, params)
     store.write_template(ds, encoding, mode="w")
-    table = pd.DataFrame(
-        {
-            "image": np.arange(plan.n_images),
-            "image_id": [sources.image_ids[i] for i in order],
-            "source": list(plan.files),
-            "height": [i.shape[0] for i in kept],
-            "width": [i.shape[1] for i in kept],
-            "channels": [i.channels for i in kept],
-            "format": list(plan.formats),
-        }
-    )
-    meta = sources.metadata.iloc[list(order)].reset_index(drop=True)
-    write_table(store, "images", pd.concat([table, meta], axis=1))
+    write_table(store, "images", image_table(sources, order, plan.files, header_frame(kept)))
 
 
 def ingest_images(ctx: RunContext, params: IngestParams) -> dict[str, int]:
@@ -614,7 +362,8 @@ def ingest_images(ctx: RunContext, params: IngestParams) -> dict[str, int]:
     Returns
     -------
     dict
-        ``images``, ``quarantined``, ``chunks`` and ``chunks_written`` (by this call).
+        ``images``, ``quarantined``, ``chunks``, ``chunks_written`` and ``images_written``
+        (decoded by this call), and ``images_added`` (by which it grew the collection).
 
     Raises
     ------
@@ -666,20 +415,32 @@ def ingest_sources(
         As :func:`ingest_images`.
     """
     store, client, progress = ctx.store, ctx.client, ctx.progress
-    fingerprint = _fingerprint(sources, params)
-    resumable = _existing_matches(store, fingerprint, params, len(sources.files)) and not ctx.forced
-    if resumable and store.has_array("images") and store.exists("tables/images.parquet"):
+    fingerprint = collection_fingerprint(sources, params)
+    match = _existing_matches(store, sources, params, fingerprint)
+    grown = 0
+    if ctx.forced:
+        match = False
+    if isinstance(match, Growth):
+        # Plans the new files only (IngestError leaves the store as it was), then sizes the
+        # arrays and writes everything but their pixels.
+        plan = grow_collection(store, client, sources, params, fingerprint, match, progress, header)
+        grown = plan.n_images - match.n_images
+    elif match and store.has_array("images") and store.exists("tables/images.parquet"):
         plan = _load_plan(store)
         log.info("resuming the ingest of %d images into %s", plan.n_images, store.url)
         _remove_stale_temporaries(store)
     else:
         # Plan before clearing: sources that cannot be ingested (IngestError) leave what the
         # store already holds as it was.
-        plan, kept, order = _probe(client, sources, params, progress, header)
-        if not resumable and (store.exists("store.zarr") or load_manifest(store).collection):
+        plan, kept, order = probe(client, sources, params, progress, header)
+        if not match and (store.exists("store.zarr") or load_manifest(store).collection):
             _clear_collection(store)
         _start_collection(store, sources, params, fingerprint, plan, kept, order)
-    todo = [i for i in range(plan.n_chunks) if i not in store.done_markers(TASK)]
+    done = store.done_markers(TASK)
+    todo = [i for i in range(plan.n_chunks) if i not in done]
+    # The images each chunk still needs: all of them, but where a grown collection's last
+    # old chunk holds its old images already.
+    ranges = chunk_ranges(store, TASK, plan.n_images, plan.per_chunk)
     log.info(
         "ingest: %d images of %s %s in %d chunks (%d to write), %d quarantined",
         plan.n_images,
@@ -694,7 +455,7 @@ def ingest_sources(
         client,
         TASK,
         write_chunk,
-        chunk_args(plan, params, range(plan.n_chunks), read),
+        chunk_args(plan, params, range(plan.n_chunks), read, ranges),
         label="write",
         progress=progress,
     )
@@ -725,4 +486,6 @@ def ingest_sources(
         "quarantined": len(quarantine),
         "chunks": plan.n_chunks,
         "chunks_written": len(todo),
+        "images_written": sum(ranges[i][1] - ranges[i][0] for i in todo),
+        "images_added": grown,
     }

@@ -38,10 +38,19 @@ from pipeline.core.tables import write_table
 from pipeline.errors import ParameterError
 from pipeline.io.imagefiles import read_header, read_image
 from pipeline.io.ingest import HeaderFn, ReadFn, check_sources, ingest_sources
+from pipeline.io.ingest_plan import collection_fingerprint
 from pipeline.io.platemap import WELL_COLUMNS, PlateImages, load_plate
 from pipeline.io.spec import IngestParams, PlateIngestParams
 
-__all__ = ["TASK", "PlateInputs", "check_plates", "ingest_plates", "plate_inputs", "well_table"]
+__all__ = [
+    "TASK",
+    "PlateInputs",
+    "check_plates",
+    "ingest_plates",
+    "plate_inputs",
+    "plates_fingerprint",
+    "well_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +128,20 @@ def check_plates(store: RunStore, params: PlateIngestParams) -> None:
     """
     inputs = plate_inputs(params)
     check_sources(store, inputs.ingest, inputs.plates.source_set())
+
+
+def plates_fingerprint(params: PlateIngestParams) -> str:
+    """The fingerprint of the plates' images, index and plate map now (the stage's
+    ``inputs``): a plate added to the index (or a new OME-Zarr plate) makes the job run the
+    stage again, which grows the collection by the new plate's images only.
+
+    Raises
+    ------
+    PlateMapError
+        The inputs have problems (the preflight then lists them).
+    """
+    inputs = plate_inputs(params)
+    return collection_fingerprint(inputs.plates.source_set(), inputs.ingest)
 
 
 def well_table(store: RunStore, plates: PlateImages) -> pd.DataFrame:

@@ -24,6 +24,7 @@ WORKFLOW = Workflow(
                 "tables/quarantine.parquet",
             ),
             preflight="pipeline.io.ingest:check_ingest",
+            inputs="pipeline.io.ingest:ingest_fingerprint",
         ),
         StageDef(
             "ingest_plates",
@@ -38,6 +39,7 @@ WORKFLOW = Workflow(
                 "tables/plate_wells.parquet",
             ),
             preflight="pipeline.io.plates:check_plates",
+            inputs="pipeline.io.plates:plates_fingerprint",
         ),
         StageDef(
             "ingest_mosaic",

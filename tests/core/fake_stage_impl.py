@@ -14,3 +14,22 @@ def run(ctx: Any, params: Any) -> dict[str, int]:
 def section(ctx: Any) -> str | None:
     """Nothing to show."""
     return None
+
+
+def read_file(ctx: Any, params: Any) -> dict[str, int]:
+    """Read the file ``params.path`` names (a stage whose input lies outside the store)."""
+    with open(params.path, "rb") as fh:
+        return {"bytes": len(fh.read())}
+
+
+def file_inputs(params: Any) -> str:
+    """The fingerprint of that input: its size and modification time."""
+    import os
+
+    from pipeline.errors import InputError
+
+    try:
+        st = os.stat(params.path)
+    except FileNotFoundError as exc:
+        raise InputError(f"{params.path} does not exist") from exc
+    return f"{st.st_size}:{st.st_mtime_ns}"

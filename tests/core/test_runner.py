@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from distributed import Client
+from pydantic import BaseModel, ConfigDict
 
 from pipeline.cli import main
-from pipeline.core.jobs import load_job, parse_job
-from pipeline.core.manifest import load_manifest
+from pipeline.core.jobs import build_job, load_job, parse_job
+from pipeline.core.manifest import load_manifest, save_manifest
+from pipeline.core.registry import Registry, StageDef, Workflow
 from pipeline.core.runner import run_job
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table
@@ -175,3 +177,54 @@ def test_galaxy_survey_job_runs_on_generated_data(client: Client, tmp_path: Path
     changed = load_job(JOBS / "galaxy_survey.yaml", [*overrides, "reduce.n_components=4"])
     again = run_job(changed, client=client)
     assert again.ran == [*steps[2:], "report"]
+
+
+class _ReadParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+
+
+_READER = Workflow(
+    name="reader",
+    summary="a stage whose input is a file outside the store",
+    stages=(
+        StageDef(
+            "read_file",
+            _ReadParams,
+            "tests.core.fake_stage_impl:read_file",
+            "reads one file",
+            inputs="tests.core.fake_stage_impl:file_inputs",
+        ),
+    ),
+)
+
+
+def test_a_step_whose_inputs_changed_runs_again(client: Client, tmp_path: Path) -> None:
+    data = tmp_path / "input.txt"
+    data.write_text("one")
+    job = build_job(
+        {
+            "name": "t",
+            "store": str(tmp_path / "run"),
+            "stages": [{"stage": "read_file", "params": {"path": str(data)}}],
+        },
+        registry=Registry((_READER,)),
+    )
+    assert run_job(job, client=client).counts["read_file"] == {"bytes": 3}
+    assert run_job(job, client=client).skipped == ["read_file"]
+    record = load_manifest(RunStore(str(tmp_path / "run"))).stages["read_file"]
+    assert record.inputs == f"3:{data.stat().st_mtime_ns}"
+    data.write_text("three")  # the same step, the same parameters: other inputs
+    assert run_job(job, client=client).counts["read_file"] == {"bytes": 5}
+    assert run_job(job, client=client).skipped == ["read_file"]
+    # A record from before the stage had a fingerprint runs once more.
+    store = RunStore(str(tmp_path / "run"))
+    manifest = load_manifest(store)
+    manifest.stages["read_file"].inputs = None
+    save_manifest(store, manifest)
+    assert run_job(job, client=client).ran == ["read_file"]
+    # Inputs that cannot be read count as changed: the stage runs and says what is wrong.
+    data.unlink()
+    with pytest.raises(StageError, match=r"input\.txt"):
+        run_job(job, client=client)

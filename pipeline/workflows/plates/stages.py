@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.core.chunks import chunk_bounds, collect_rows, prepare_array, run_chunks, write_block
+from pipeline.core.chunks import (
+    chunk_bounds,
+    chunk_ranges,
+    collect_rows,
+    prepare_array,
+    run_chunks,
+    write_block,
+)
 from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table, write_table
@@ -143,7 +150,8 @@ def segment_spheroids(ctx: RunContext, params: SegmentParams) -> dict[str, int]:
     Returns
     -------
     dict
-        ``images``, ``ok``, ``invalid`` and one count per QC flag.
+        ``images``, ``segmented`` (by this call: a collection grown by a plate segments only
+        the new plate's images), ``ok``, ``invalid`` and one count per QC flag.
 
     Raises
     ------
@@ -154,6 +162,7 @@ def segment_spheroids(ctx: RunContext, params: SegmentParams) -> dict[str, int]:
     ds, n, per_chunk = _collection(store)
     height, width = (int(v) for v in ds["images"].shape[1:3])
     bounds = chunk_bounds(n, per_chunk)
+    # A collection grown by new plates keeps its segmented chunks: only new images are done.
     prepare_array(
         store,
         task=SEGMENT_TASK,
@@ -165,8 +174,11 @@ def segment_spheroids(ctx: RunContext, params: SegmentParams) -> dict[str, int]:
         config=params.model_dump(mode="json"),
         attrs={"description": "spheroid labels: 0 background, 1 spheroid, 2 debris"},
         redo=ctx.forced,
+        grow=True,
     )
-    args = {i: (s, e, params) for i, (s, e) in enumerate(bounds)}
+    done = store.done_markers(SEGMENT_TASK)
+    ranges = chunk_ranges(store, SEGMENT_TASK, n, per_chunk)
+    args = {i: (s, e, params) for i, (s, e) in enumerate(ranges)}
     run_chunks(store, ctx.client, SEGMENT_TASK, segment_chunk, args, progress=ctx.progress)
     rows = pd.DataFrame(collect_rows(store, SEGMENT_TASK, len(bounds)))
     qc = pd.concat([_coords(ds, _QC_COORDS), rows.drop(columns=list(FEATURE_COLUMNS))], axis=1)
@@ -176,7 +188,12 @@ def segment_spheroids(ctx: RunContext, params: SegmentParams) -> dict[str, int]:
     order = ["image_id", *(c for c in _QC_COORDS if c in qc), "valid", "focus_score"]
     qc = qc[[*order, *QC_FLAGS, "ok"]]
     write_table(store, QC_TABLE, qc)
-    counts = {"images": n, "ok": int(qc["ok"].sum()), "invalid": int((~qc["valid"]).sum())}
+    counts = {
+        "images": n,
+        "segmented": sum(e - s for i, (s, e) in enumerate(ranges) if i not in done),
+        "ok": int(qc["ok"].sum()),
+        "invalid": int((~qc["valid"]).sum()),
+    }
     counts.update({f: int(qc[f].sum()) for f in QC_FLAGS})
     return counts
 
