@@ -252,27 +252,68 @@ def test_an_image_that_cannot_be_decoded_is_quarantined_and_its_well_flagged(
     assert tuple(wells.loc["B02", ["n_images", "n_ingested", "n_valid"]]) == (2, 2, 2)
 
 
-def test_adding_a_plate_is_another_collection_today(tmp_path: Path) -> None:
-    """What a second run with one more plate does now: the ingest fingerprints its sources,
-    so the larger index is a different collection (refused, or re-ingested whole with
-    overwrite) rather than an append of the new plate's images."""
+def _one_plate_first(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """Two plates' files, an index and a plate map of P01 alone (``one.csv``,
+    ``one_map.csv``); returns those and the two-plate index and plate map."""
     index, plate_map, _ = write_plates(tmp_path / "in", plates=("P01", "P02"), fields=(1,))
     idx, pm = pd.read_csv(index), pd.read_csv(plate_map)
-    one = tmp_path / "in" / "one.csv"
+    one, one_map = tmp_path / "in" / "one.csv", tmp_path / "in" / "one_map.csv"
     idx[idx["plate"] == "P01"].to_csv(one, index=False)
-    pm[pm["plate"] == "P01"].to_csv(tmp_path / "in" / "one_map.csv", index=False)
+    pm[pm["plate"] == "P01"].to_csv(one_map, index=False)
+    return one, one_map, index, plate_map
+
+
+def test_a_plate_added_to_the_index_grows_the_collection_by_its_images_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A screen gains plates over weeks: the second ingest reads and decodes only the new
+    plate's images, and the store is the one a single ingest of both plates writes."""
+    import pipeline.io.plates as plates_module
+
+    one, one_map, index, plate_map = _one_plate_first(tmp_path)
     store = RunStore(str(tmp_path / "run"))
-    ingest_plates(
-        RunContext(store), _files_params(one, tmp_path / "in" / "one_map.csv", chunk_mb=0.005)
-    )
+    # 32x32 uint16 images, three per chunk: P01's eight end in a chunk of two.
+    first = ingest_plates(RunContext(store), _files_params(one, one_map, chunk_mb=0.007))
+    assert first["images"] == 8 and first["chunks"] == 3
+    seen: list[str] = []
+    for name in ("read_header", "read_image"):
+        real = getattr(plates_module, name)
+
+        def spy(path: str, *args: object, _real: object = real) -> object:
+            seen.append(Path(path).name)
+            return _real(path, *args)  # type: ignore[operator]
+
+        monkeypatch.setattr(plates_module, name, spy)
     shutil.copy(index, one)
-    shutil.copy(plate_map, tmp_path / "in" / "one_map.csv")
-    params = _files_params(one, tmp_path / "in" / "one_map.csv", chunk_mb=0.005)
+    shutil.copy(plate_map, one_map)
+    params = _files_params(one, one_map, chunk_mb=0.007)
+    check_plates(store, params)  # not "another collection"
+    counts = ingest_plates(RunContext(store), params)
+    assert counts["images"] == 16 and counts["images_added"] == counts["images_written"] == 8
+    assert counts["plates"] == 2 and {n.split("_")[0] for n in seen} == {"P02"}
+    assert len(seen) == 16  # each new image: its header once, its pixels once
+    once = RunStore(str(tmp_path / "once"))
+    ingest_plates(RunContext(once), _files_params(index, plate_map, chunk_mb=0.007))
+    xr.testing.assert_identical(store.open_dataset().load(), once.open_dataset().load())
+    for table in ("plate_wells", "quarantine"):
+        pd.testing.assert_frame_equal(read_table(store, table), read_table(once, table))
+    assert read_table(store, "plate_wells")["n_valid"].sum() == 16
+
+
+def test_a_changed_well_of_an_ingested_plate_is_another_collection(tmp_path: Path) -> None:
+    one, one_map, index, plate_map = _one_plate_first(tmp_path)
+    store = RunStore(str(tmp_path / "run"))
+    ingest_plates(RunContext(store), _files_params(one, one_map, chunk_mb=0.007))
+    shutil.copy(index, one)
+    pm = pd.read_csv(plate_map)
+    pm.loc[(pm["plate"] == "P01") & (pm["well"] == "B03"), "concentration"] = 99.0
+    pm.to_csv(one_map, index=False)
+    params = _files_params(one, one_map, chunk_mb=0.007)
     with pytest.raises(CollectionMismatchError, match="already holds a different collection"):
         check_plates(store, params)
-    params = params.model_copy(update={"overwrite": True})
-    counts = ingest_plates(RunContext(store), params)
+    counts = ingest_plates(RunContext(store), params.model_copy(update={"overwrite": True}))
     assert counts["images"] == 16 and counts["chunks_written"] == counts["chunks"]
+    assert counts["images_added"] == 0
 
 
 def _job(store: Path, index: Path, plate_map: Path) -> str:
@@ -299,10 +340,13 @@ def test_a_job_runs_the_preflight_first_and_skips_a_complete_step(
     pm[pm["plate"] == "P01"].to_csv(one_map, index=False)
     summary = run_job(parse_job(_job(store, one, one_map)), client=client)
     assert summary.ran == ["ingest_plates"] and summary.counts["ingest_plates"]["images"] == 8
-    # A second plate appended to the same files: the step's parameters are unchanged, so the
-    # runner counts it complete and skips it (it does not look into the index).
+    summary = run_job(parse_job(_job(store, one, one_map)), client=client)
+    assert summary.skipped == ["ingest_plates"]
+    # A second plate appended to the same files: the step's parameters are unchanged, its
+    # inputs are not, so it runs again and adds the new plate's images.
     shutil.copy(index, one)
     shutil.copy(plate_map, one_map)
     summary = run_job(parse_job(_job(store, one, one_map)), client=client)
-    assert summary.skipped == ["ingest_plates"]
-    assert xr.open_zarr(RunStore(str(store)).zarr_url).sizes["image"] == 8
+    assert summary.ran == ["ingest_plates"]
+    assert summary.counts["ingest_plates"]["images_added"] == 8
+    assert xr.open_zarr(RunStore(str(store)).zarr_url).sizes["image"] == 16

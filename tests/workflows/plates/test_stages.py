@@ -256,3 +256,39 @@ def test_a_bad_plate_map_exits_2_listing_every_problem_before_any_work(
     err = capsys.readouterr().err
     assert "'vehicle'" in err and "'Q30'" in err and "C03" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()  # nothing was written
+
+
+def test_a_plate_added_later_is_segmented_alone_and_joins_every_table(
+    store: RunStore, plate: Path, client: Client, tmp_path: Path
+) -> None:
+    """A screen gains a plate: the second run decodes and segments only its images, and every
+    table and mask is what one run over both plates gives (the module's store)."""
+    rows = pd.read_csv(plate / "manifest.csv")
+    manifest = plate / "growing.csv"  # beside the images: its paths are relative to it
+    rows[rows["plate"] == "P01"].to_csv(manifest, index=False)
+    spec = JOB.format(store=tmp_path / "run", manifest=manifest)
+    first = run_job(parse_job(spec), client=client)
+    n_first = first.counts["segment_spheroids"]["images"]
+    assert n_first == (rows["plate"] == "P01").sum() == 8  # chunks of 3: the last holds 2
+    rows.to_csv(manifest, index=False)
+    second = run_job(parse_job(spec), client=client)
+    n_new = int((rows["plate"] == "P02").sum())
+    assert second.ran == first.ran
+    assert second.counts["ingest"]["images_added"] == n_new
+    assert second.counts["ingest"]["images_written"] == n_new
+    assert second.counts["segment_spheroids"]["segmented"] == n_new
+    grown = RunStore(str(tmp_path / "run"))
+    with grown.open_dataset() as ds, store.open_dataset() as once:
+        assert [str(v) for v in ds["image_id"].values] == [str(v) for v in once["image_id"].values]
+        np.testing.assert_array_equal(ds["spheroid_masks"].values, once["spheroid_masks"].values)
+    pd.testing.assert_frame_equal(
+        read_table(grown, "spheroid_qc"), read_table(store, "spheroid_qc")
+    )
+    # (The module's store may have been rerun at another pixel size: features as they are.)
+    _, _, plain = _plain(grown)
+    features = read_table(grown, "spheroid_features")
+    pd.testing.assert_frame_equal(features[list(FEATURE_COLUMNS)], plain, check_dtype=False)
+    expected = build_profiles(features, list(FEATURE_COLUMNS), ProfileParams())
+    pd.testing.assert_frame_equal(read_table(grown, "spheroid_profiles"), expected)
+    html = (Path(grown.url) / "report" / "index.html").read_text()
+    assert (Path(grown.url) / "report" / "plate_heatmaps_P02.png").exists() and "P02" in html
