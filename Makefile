@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/embed.py
 	$(BIN)/python benchmarks/survival.py
 	$(BIN)/python benchmarks/plates.py
+	$(BIN)/python benchmarks/plate_growth.py
 
 clean:
 	rm -rf runs data/demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -232,17 +232,20 @@ class RunStore:
         """
         self.write_json(f"{self._marker_dir(task)}/{key:08d}.json", dict(payload))
 
-    def done_markers(self, task: str) -> dict[int, dict[str, Any]]:
-        """The markers of ``task``, keyed by chunk index."""
+    def _markers(self, task: str, suffix: str) -> dict[int, dict[str, Any]]:
         d = self.fs_path(self._marker_dir(task))
         if not self.fs.exists(d):
             return {}
         out: dict[int, dict[str, Any]] = {}
         for p in self.fs.ls(d, detail=False):
             name = str(p).rsplit("/", 1)[-1]
-            if name.endswith(".json") and not name.startswith("."):
-                out[int(name[:-5])] = json.loads(self.fs.cat_file(p))
+            if name.endswith(suffix) and not name.startswith("."):
+                out[int(name[: -len(suffix)])] = json.loads(self.fs.cat_file(p))
         return out
+
+    def done_markers(self, task: str) -> dict[int, dict[str, Any]]:
+        """The markers of ``task``, keyed by chunk index."""
+        return self._markers(task, ".json")
 
     def _part_path(self, task: str, key: int) -> str:
         return f"{self._marker_dir(task)}/{key:08d}.part"
@@ -259,15 +262,7 @@ class RunStore:
 
     def partial_markers(self, task: str) -> dict[int, dict[str, Any]]:
         """The partial markers of ``task`` (see :meth:`mark_partial`), keyed by chunk index."""
-        d = self.fs_path(self._marker_dir(task))
-        if not self.fs.exists(d):
-            return {}
-        out: dict[int, dict[str, Any]] = {}
-        for p in self.fs.ls(d, detail=False):
-            name = str(p).rsplit("/", 1)[-1]
-            if name.endswith(".part") and not name.startswith("."):
-                out[int(name[:-5])] = json.loads(self.fs.cat_file(p))
-        return out
+        return self._markers(task, ".part")
 
     def partial_marker(self, task: str, key: int) -> dict[str, Any] | None:
         """Chunk ``key``'s partial marker, or None."""

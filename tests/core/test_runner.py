@@ -81,12 +81,14 @@ def test_a_failing_stage_is_recorded_and_earlier_work_kept(
 ) -> None:
     make_folder(tmp_path / "in", 3)
     run_job(_job(tmp_path), client=client)  # type: ignore[arg-type]
-    # A new image of another size: the ingest's shape policy 'error' stops the stage.
+    # A new image of another size: the ingest's shape policy 'error' stops the stage (the
+    # sources extend the collection, so `overwrite` does not start over: the new file alone
+    # is checked against it).
     odd = smooth_image(np.random.default_rng(0), (9, 9, 3), np.uint8)
     write_image(tmp_path / "in" / "odd.png", odd)
     spec = tmp_path / "t.yaml"
     spec.write_text(SPEC.format(store=tmp_path / "run", src=tmp_path / "in"))
-    with pytest.raises(StageError, match="the images differ in size"):
+    with pytest.raises(StageError, match="differ in size from the collection's 24x20"):
         run_job(_job(tmp_path, "input.overwrite=true"), client=client)  # type: ignore[arg-type]
     m = load_manifest(RunStore(str(tmp_path / "run")))
     assert m.stages["ingest"].status == "failed"

@@ -1,0 +1,132 @@
+"""Benchmark of a screen that grows: the plate job's rerun after one more plate is added.
+
+One run, on generated plates (``pipeline.synth.generate_plates``, 16-bit TIFF, image index +
+plate map):
+
+1. the plate job (``ingest_plates``, ``segment_spheroids``, ``spheroid_features``,
+   ``spheroid_profiles``) on ``--plates`` plates;
+2. **growth**: one more plate appended to the index and the plate map, the same job run
+   again on the same store (timed);
+3. **baseline**: the same job on all the plates into a new store (timed), which is what a
+   rerun cost before a collection could grow.
+
+Reports the images each timed run decoded and segmented, and the baseline's time over the
+growth's. Target: the growth decodes and segments exactly the new plate's images, and runs
+at least ``plates + 1`` times faster than the baseline less 25% for the work every run does
+anyway (the tables and the cluster's start).
+
+    .venv/bin/python benchmarks/plate_growth.py [--plates 3] [--size 512] [--workers 2]
+        [--workdir DIR --keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.core.jobs import parse_job
+from pipeline.core.runner import RunSummary, run_job
+from pipeline.synth import generate_plates
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Results, open_workdir, version
+
+MODULES = (
+    "pipeline/core/chunks.py",
+    "pipeline/io/ingest.py",
+    "pipeline/io/ingest_append.py",
+    "pipeline/workflows/plates/stages.py",
+)
+JOB = """\
+name: growth
+store: {store}
+cluster: {{kind: local, workers: {workers}, threads_per_worker: 1, dashboard_address: ':0'}}
+stages:
+  - stage: ingest_plates
+    params: {{index: {index}, plate_map: {plate_map}}}
+  - stage: segment_spheroids
+  - stage: spheroid_features
+  - stage: spheroid_profiles
+"""
+
+
+def _write(folder: Path, index: pd.DataFrame, plate_map: pd.DataFrame, plates: list[str]) -> None:
+    index[index["plate"].isin(plates)].to_csv(folder / "index.csv", index=False)
+    plate_map[plate_map["plate"].isin(plates)].to_csv(folder / "map.csv", index=False)
+
+
+def _run(store: Path, folder: Path, workers: int) -> tuple[RunSummary, float]:
+    spec = JOB.format(
+        store=store, index=folder / "index.csv", plate_map=folder / "map.csv", workers=workers
+    )
+    t0 = time.perf_counter()
+    summary = run_job(parse_job(spec, "plate_growth.yaml"))
+    return summary, time.perf_counter() - t0
+
+
+def _work(summary: RunSummary) -> str:
+    ingest, segment = summary.counts["ingest_plates"], summary.counts["segment_spheroids"]
+    return (
+        f"{ingest['images_written']} images decoded, {segment['segmented']} segmented "
+        f"(of {ingest['images']})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--plates", type=int, default=3, help="plates before the new one")
+    ap.add_argument("--size", type=int, default=512, help="image side (default 512)")
+    ap.add_argument("--workers", type=int, default=2, help="local workers (default 2)")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the working folder")
+    args = ap.parse_args(argv)
+    workdir, own = open_workdir(args.workdir, "bench-growth-")
+    out = Results()
+    out.report(f"library measured: {version(MODULES)}")
+    try:
+        data = workdir / "plates"
+        generate_plates(
+            data, plates=args.plates + 1, seed=0, size=args.size, fields=(1, 1), days=(7, 10)
+        )
+        index = pd.read_csv(data / "image_index.csv")
+        plate_map = pd.read_csv(data / "plate_map.csv")
+        names = sorted(index["plate"].unique())
+        _write(data, index, plate_map, names[:-1])
+        first, t_first = _run(workdir / "grown", data, args.workers)
+        out.report(f"first run, {args.plates} plate(s): {_work(first)} in {t_first:.1f} s")
+        _write(data, index, plate_map, names)
+        grown, t_grown = _run(workdir / "grown", data, args.workers)
+        n_new = int((index["plate"] == names[-1]).sum())
+        out.report(f"growth, plate {names[-1]} added ({n_new} images): {_work(grown)} in "
+                   f"{t_grown:.1f} s")  # fmt: skip
+        full, t_full = _run(workdir / "full", data, args.workers)
+        out.report(f"baseline, all {len(names)} plates into a new store: {_work(full)} in "
+                   f"{t_full:.1f} s")  # fmt: skip
+        only_new = (
+            grown.counts["ingest_plates"]["images_written"]
+            == grown.counts["segment_spheroids"]["segmented"]
+            == n_new
+        )
+        out.report(
+            "growth decodes and segments only the new plate's images: "
+            + out.target("only the new plate", only_new)
+        )
+        ratio, floor = t_full / t_grown, 0.75 * len(names)
+        out.report(
+            f"baseline / growth: {ratio:.2f}x (target >= {floor:.2f}x: "
+            f"{out.target('growth speed-up', ratio >= floor)})"
+        )
+    finally:
+        if own and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    out.summary()
+    return out.exit_code()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
