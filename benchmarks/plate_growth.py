@@ -10,10 +10,10 @@ plate map):
 3. **baseline**: the same job on all the plates into a new store (timed), which is what a
    rerun cost before a collection could grow.
 
-Reports the images each timed run decoded and segmented, and the baseline's time over the
-growth's. Target: the growth decodes and segments exactly the new plate's images, and runs
-at least ``plates + 1`` times faster than the baseline less 25% for the work every run does
-anyway (the tables and the cluster's start).
+Reports the images each timed run decoded and segmented, each stage's seconds, and the
+baseline's time over the growth's (beside the ideal, all images over the new ones: the
+cluster's start and the table stages cost the same in both runs). Target (the issue's): the
+growth decodes and segments exactly the new plate's images.
 
     .venv/bin/python benchmarks/plate_growth.py [--plates 3] [--size 512] [--workers 2]
         [--workdir DIR --keep]
@@ -71,9 +71,10 @@ def _run(store: Path, folder: Path, workers: int) -> tuple[RunSummary, float]:
 
 def _work(summary: RunSummary) -> str:
     ingest, segment = summary.counts["ingest_plates"], summary.counts["segment_spheroids"]
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
     return (
         f"{ingest['images_written']} images decoded, {segment['segmented']} segmented "
-        f"(of {ingest['images']})"
+        f"(of {ingest['images']}); {stages}"
     )
 
 
@@ -101,14 +102,17 @@ def main(argv: list[str] | None = None) -> int:
         out.report(f"first run, {args.plates} plate(s): {_work(first)} in {t_first:.1f} s")
         _write(data, index, plate_map, names)
         grown, t_grown = _run(workdir / "grown", data, args.workers)
-        n_new = int((index["plate"] == names[-1]).sum())
-        out.report(f"growth, plate {names[-1]} added ({n_new} images): {_work(grown)} in "
-                   f"{t_grown:.1f} s")  # fmt: skip
+        n_new = int(grown.counts["ingest_plates"]["images_added"])
+        out.report(f"growth, plate {names[-1]} added ({n_new} images): {_work(grown)}; "
+                   f"{t_grown:.1f} s in all")  # fmt: skip
         full, t_full = _run(workdir / "full", data, args.workers)
-        out.report(f"baseline, all {len(names)} plates into a new store: {_work(full)} in "
-                   f"{t_full:.1f} s")  # fmt: skip
+        out.report(f"baseline, all {len(names)} plates into a new store: {_work(full)}; "
+                   f"{t_full:.1f} s in all")  # fmt: skip
+        n_total = int(full.counts["ingest_plates"]["images"])
         only_new = (
-            grown.counts["ingest_plates"]["images_written"]
+            n_new > 0
+            and n_new == n_total - int(first.counts["ingest_plates"]["images"])
+            and grown.counts["ingest_plates"]["images_written"]
             == grown.counts["segment_spheroids"]["segmented"]
             == n_new
         )
@@ -116,10 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             "growth decodes and segments only the new plate's images: "
             + out.target("only the new plate", only_new)
         )
-        ratio, floor = t_full / t_grown, 0.75 * len(names)
         out.report(
-            f"baseline / growth: {ratio:.2f}x (target >= {floor:.2f}x: "
-            f"{out.target('growth speed-up', ratio >= floor)})"
+            f"baseline / growth: {t_full / t_grown:.2f}x (all images / new ones: "
+            f"{n_total / n_new:.2f}x; the rest is what every run does)"
         )
     finally:
         if own and not args.keep:
