@@ -287,7 +287,7 @@ def write_block(store: RunStore, name: str, start: int, block: np.ndarray) -> No
 
 
 def chunk_task(
-    func: ChunkFn, store: RunStore, task: str, index: int, *args: Any
+    func: ChunkFn, store: RunStore, task: str, index: int, *args: Any, partial: bool = False
 ) -> Mapping[str, Any]:
     """Run ``func(store, index, *args)`` (one chunk), then write its completion marker.
 
@@ -297,7 +297,8 @@ def chunk_task(
     this task's.
     """
     payload = dict(func(store, index, *args))
-    part = store.partial_marker(task, index)
+    # Only a chunk the graph found partial reads its part (no lookup per chunk otherwise).
+    part = store.partial_marker(task, index) if partial else None
     if part is not None:
         # The chunk's first part was written before the array grew: its payload comes first.
         before = dict(part["payload"])
@@ -323,9 +324,16 @@ def chunk_graph(
     # A fresh token per graph: a key the scheduler still holds from an earlier, failed run
     # of the same chunks would get the new task cancelled.
     token = uuid.uuid4().hex[:8]
+    parts = store.partial_markers(task)
     return [
         dask.delayed(chunk_task, pure=False)(
-            func, store, task, i, *chunk_args[i], dask_key_name=f"{task}-chunk-{i:08d}-{token}"
+            func,
+            store,
+            task,
+            i,
+            *chunk_args[i],
+            partial=i in parts,
+            dask_key_name=f"{task}-chunk-{i:08d}-{token}",
         )
         for i in sorted(chunk_args)
     ]
