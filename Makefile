@@ -27,7 +27,8 @@ $(DEMO_MOSAIC): | $(STAMP)
 	$(BIN)/pipeline synth mosaic $(DEMO_MOSAIC) --height 4096 --width 4096 --seed 0
 
 $(DEMO_PLATES)/image_index.csv: | $(STAMP)
-	$(BIN)/pipeline synth plate $(DEMO_PLATES) --plates 2 --size 256 --fields 1 2 --seed 0
+	$(BIN)/pipeline synth plate $(DEMO_PLATES) --plates 2 --size 256 --fields 1 2 --seed 0 \
+		--combinations 3 --concentrations 0.03 0.1 0.3 1
 
 demo: $(STAMP) $(DEMO_DATA)/manifest.csv $(DEMO_MOSAIC) $(DEMO_PLATES)/image_index.csv
 	$(BIN)/pipeline run jobs/galaxy_survey.yaml

@@ -7,6 +7,7 @@ spec, bad sources or bad usage (nothing was run).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pipeline.cli_args import parse_combinations, parse_concentration, parse_fraction
 from pipeline.errors import (
     ClusterError,
     CohortError,
@@ -328,7 +330,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="bright-field spheroid plates (TIFF), image index, plate map and truth",
         description="Synthetic 96/384-well plates of tumour spheroids imaged on days 7-10: "
         "images/, image_index.csv, plate_map.csv, truth.csv (per well: treatment, efficacy, "
-        "viability, exploded) and image_truth.csv (per image: faults, areas).",
+        "viability, exploded), image_truth.csv (per image: faults, areas) and viability.csv "
+        "(the end-point viability read-out of a seeded share of the inner wells).",
     )
     pl.add_argument("out", help="output folder")
     pl.add_argument("--plates", type=int, default=1, help="number of plates (default 1)")
@@ -351,6 +354,27 @@ def _build_parser() -> argparse.ArgumentParser:
         "--fault-rate", type=float, default=0.03, help="share of images with a fault (0.03)"
     )
     pl.add_argument("--masks", action="store_true", help="also write the true label masks")
+    pl.add_argument(
+        "--combinations",
+        type=parse_combinations,
+        metavar="N",
+        help="screen only the first N drug combinations (default all)",
+    )
+    pl.add_argument(
+        "--concentrations",
+        type=parse_concentration,
+        nargs="+",
+        metavar="C",
+        help="screening concentrations in uM, positive (default 0.1 1)",
+    )
+    pl.add_argument(
+        "--readout-fraction",
+        type=parse_fraction,
+        default=0.5,
+        metavar="F",
+        help="share in [0, 1] of inner untreated and of inner treated wells in "
+        "viability.csv (default 0.5)",
+    )
     return parser
 
 
@@ -639,8 +663,17 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     if args.what == "plate":
-        from pipeline.synth import generate_plates
+        from pipeline.synth import PlateSynthParams, generate_plates
 
+        params = PlateSynthParams()
+        if args.combinations is not None:
+            params = dataclasses.replace(
+                params, screening_drugs=params.screening_drugs[: args.combinations]
+            )
+        if args.concentrations is not None:
+            params = dataclasses.replace(
+                params, screening_concentrations=tuple(args.concentrations)
+            )
         bars = _Bars(quiet=False)
         try:
             truth = generate_plates(
@@ -654,6 +687,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
                 bit_depth=args.bit_depth,
                 fault_rate=args.fault_rate,
                 write_masks=args.masks,
+                readout_fraction=args.readout_fraction,
+                params=params,
                 progress=lambda done, total: bars("images", done, total),
             )
         except ValueError as exc:
@@ -663,7 +698,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             bars.close()
         print(
             f"Wrote {args.plates} plate(s) of {args.wells} wells ({len(truth)} wells) to "
-            f"{args.out}: images/, image_index.csv, plate_map.csv, truth.csv, image_truth.csv"
+            f"{args.out}: images/, image_index.csv, plate_map.csv, truth.csv, image_truth.csv, "
+            "viability.csv"
         )
         return EXIT_OK
     truth = generate_galaxies(args.out, count=args.count, seed=args.seed, size=args.size)

@@ -19,6 +19,7 @@ PACKAGE = REPO / "pipeline"
 ALLOWED = {
     "core": set(),
     "jobs": {"core"},
+    "cli_args": {"synth"},
     "io": {"core"},
     "imaging": {"core"},
     "compute": {"core"},
@@ -26,7 +27,17 @@ ALLOWED = {
     "features": {"core", "compute", "imaging", "report"},
     "synth": {"core", "imaging"},
     "workflows": {"core", "io", "imaging", "compute", "features", "report"},
-    "cli": {"core", "io", "imaging", "compute", "features", "report", "workflows", "synth"},
+    "cli": {
+        "core",
+        "io",
+        "imaging",
+        "compute",
+        "features",
+        "report",
+        "workflows",
+        "synth",
+        "cli_args",
+    },
 }
 
 HEAVY = ("torch", "sklearn", "lifelines", "matplotlib")

@@ -128,3 +128,51 @@ def test_stages_lists_every_stage_and_one_stage_s_parameters(
     assert "  k_range (default (1, 10))" in out and "  input (default 'reduced')" in out
     assert main(["stages", "kmean"]) == 2
     assert "no stage 'kmean' (did you mean 'kmeans'?)" in capsys.readouterr().err
+
+
+def test_synth_plate_screen_layout_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    out = tmp_path / "plate"
+    argv = ["synth", "plate", str(out), "--size", "64", "--fields", "1", "1", "--days", "10"]
+    argv += ["--combinations", "3", "--concentrations", "0.03", "0.1", "0.3", "1"]
+    argv += ["--readout-fraction", "0.25"]
+    assert main(argv) == 0
+    assert "viability.csv" in capsys.readouterr().out
+    layout = pd.read_csv(out / "plate_map.csv")
+    screening = layout[layout["group"] == "screening"]
+    conditions = set(zip(screening["treatment"], screening["concentration"], strict=True))
+    drugs = sorted({d for d, _ in conditions})
+    assert len(conditions) == 12 and len(drugs) == 3
+    assert conditions == {(d, c) for d in drugs for c in (0.03, 0.1, 0.3, 1.0)}
+    # The first three combinations of the default screen, each dose in equal replicates.
+    from pipeline.synth import PlateSynthParams
+
+    assert set(drugs) == set(PlateSynthParams().screening_drugs[:3])
+    assert set(screening.groupby(["treatment", "concentration"]).size()) == {2}
+    # The 6 screening wells left over are untreated: 18 untreated and 42 treated inner
+    # wells, a quarter of each read out (round half to even: 4 and 10).
+    readout = pd.read_csv(out / "viability.csv").merge(layout, on=["plate", "well"])
+    assert (readout["group"] == "untreated").sum() == 4 and len(readout) == 14
+
+
+@pytest.mark.parametrize(
+    ("option", "fragment"),
+    [
+        (["--combinations", "0"], "argument --combinations: expected an integer from 1 to 5"),
+        (["--combinations", "6"], "argument --combinations: expected an integer from 1 to 5"),
+        (["--concentrations", "0.1", "-1"], "argument --concentrations: expected a positive"),
+        (["--concentrations", "nan"], "argument --concentrations: expected a positive"),
+        (["--readout-fraction", "1.5"], "argument --readout-fraction: expected a fraction in"),
+    ],
+)
+def test_synth_plate_rejects_bad_screen_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str], fragment: str
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "plate", str(tmp_path / "plate"), *option])
+    assert exc.value.code == 2
+    assert fragment in capsys.readouterr().err
+    assert not (tmp_path / "plate").exists()

@@ -8,17 +8,25 @@ arrays (``reduced``: PCA components) are baselines it must beat.
 Protocol, per repeat ``r`` (seed ``seed + r``):
 
 1. one stratified held-out test split (``train_test_split(stratify=labels)``), shared by
-   every shots value and every features array, so all are scored on the same images;
+   every shots value and every features array, so all are scored on the same images. Given
+   a group per row (``group_column``: e.g. the well, whose images on several days are near
+   duplicates), the split keeps every group on one side instead: the first fold of a
+   ``StratifiedGroupKFold`` with ``round(1 / test_fraction)`` folds, so the test fraction is
+   approximate;
 2. a k-shot training set is the first ``k`` rows of a seeded permutation of each class's
    training rows, so the 10-shot set is inside the 20-shot set, and so on ("all": the whole
    training split);
 3. ``StandardScaler`` + ``LogisticRegression`` (multinomial, L2, ``C``) is fitted on it and
    scored on the test split: accuracy and macro-F1.
 
-Rows are dropped before any split: rows whose label is missing, and rows with a non-finite
-feature in *any* probed array (e.g. the NaN rows of ``reduced`` for images the catalog
-dropped), so that every array is probed on the same images. Every check runs before the first
-fit, so bad input raises without work done and, in :func:`run_probe`, without anything written.
+The splits are :func:`probe_splits`, which other evaluations on the same labelled rows (the
+``supervised_baseline`` stage) call to score on the same test rows with the same training sets.
+
+Rows are dropped before any split: rows whose label (or group) is missing, and rows with a
+non-finite feature in *any* probed array (e.g. the NaN rows of ``reduced`` for images the
+catalog dropped), so that every array is probed on the same images. Every check runs before
+the first fit, so bad input raises without work done and, in :func:`run_probe`, without
+anything written.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -46,7 +54,16 @@ from pipeline.features.matrix import compute_rows, open_matrix, row_labels
 from pipeline.features.spec import DEFAULT_SHOTS, ProbeParams, Shots
 from pipeline.features.tables import TABLES
 
-__all__ = ["PROBE_COLUMNS", "ProbeParams", "Shots", "probe_scores", "run_probe", "summarize_probe"]
+__all__ = [
+    "PROBE_COLUMNS",
+    "ProbeParams",
+    "ProbeSplit",
+    "Shots",
+    "probe_scores",
+    "probe_splits",
+    "run_probe",
+    "summarize_probe",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +87,20 @@ _MISSING_STRINGS = frozenset({"", "nan", "none", "<na>", "nat", "null"})
 
 
 @dataclass(frozen=True)
-class _Repeat:
-    """One repeat's test rows and the training rows of each shots value (0 = all)."""
+class ProbeSplit:
+    """One repeat's held-out test rows and the training rows of each shots value.
+
+    Attributes
+    ----------
+    seed : int
+        The repeat's seed (``seed + r``): of its split and of its k-shot samples.
+    test : ndarray of int, shape (n_test,)
+        Indices of the rows held out for scoring (into the labels given), ascending.
+    train : dict of int to ndarray of int
+        Indices of the training rows (ascending) per shots value, keyed as the table writes
+        it: ``k`` for k examples per class, ``0`` for the whole training split. The k-shot
+        set of a class is inside its larger ones, and every set is inside the training split.
+    """
 
     seed: int
     test: np.ndarray
@@ -82,14 +111,22 @@ class _Repeat:
 class _Plan:
     features: dict[str, np.ndarray]
     y: np.ndarray
+    groups: np.ndarray | None
     classes: np.ndarray
-    repeats: list[_Repeat]
+    repeats: list[ProbeSplit]
 
 
 def _check_args(
-    shots: Sequence[Shots], repeats: int, test_fraction: float, C: float, max_iter: int, seed: int
+    shots: Sequence[Shots],
+    repeats: int,
+    test_fraction: float,
+    seed: int,
+    *,
+    C: float | None = None,
+    max_iter: int | None = None,
 ) -> list[int]:
-    """Validate the arguments of :func:`probe_scores`; the shots as table values (0 = all)."""
+    """Validate the split arguments (and the model's, when given); the shots as table values
+    (0 = all)."""
     if not shots:
         raise ParameterError("shots is empty: give at least one of k >= 1 or 'all'")
     codes: list[int] = []
@@ -106,9 +143,11 @@ def _check_args(
         raise ParameterError(f"repeats = {repeats!r}: expected an integer >= 1")
     if not 0 < test_fraction < 1:
         raise ParameterError(f"test_fraction = {test_fraction!r}: expected 0 < test_fraction < 1")
-    if not C > 0:
+    if C is not None and not C > 0:
         raise ParameterError(f"C = {C!r}: expected C > 0")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+    if max_iter is not None and (
+        isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1
+    ):
         raise ParameterError(f"max_iter = {max_iter!r}: expected an integer >= 1")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ParameterError(f"seed = {seed!r}: expected an integer >= 0")
@@ -128,15 +167,53 @@ def _missing(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _clean(
-    features: Mapping[str, np.ndarray], labels: np.ndarray
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Float64 features and string labels of the usable rows (label present, all finite)."""
-    if not features:
-        raise ParameterError("no features to probe: give at least one array")
+def _columns(labels: Any, groups: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels and groups as 1-D object arrays of one length."""
     labels = np.asarray(labels, dtype=object)
     if labels.ndim != 1:
         raise ParameterError(f"labels have shape {labels.shape}; expected one label per row")
+    if groups is None:
+        return labels, None
+    groups = np.asarray(groups, dtype=object)
+    if groups.shape != labels.shape:
+        raise ParameterError(
+            f"groups have shape {groups.shape}; expected one group per row, shape "
+            f"({len(labels)},) as the labels"
+        )
+    return labels, groups
+
+
+def _usable(labels: np.ndarray, groups: np.ndarray | None, who: str) -> np.ndarray:
+    """Rows with a label (and a group, when grouped); logs what is dropped."""
+    no_label = _missing(labels)
+    if no_label.any():
+        log.info("%s: dropped %d of %d rows without a label", who, no_label.sum(), len(labels))
+    keep = ~no_label
+    if groups is not None:
+        no_group = _missing(groups) & keep
+        if no_group.any():
+            log.info(
+                "%s: dropped %d of %d labelled rows without a group",
+                who,
+                no_group.sum(),
+                keep.sum(),
+            )
+        keep &= ~no_group
+    return keep
+
+
+def _strings(values: np.ndarray) -> np.ndarray:
+    return np.asarray([str(v) for v in values], dtype=object)
+
+
+def _clean(
+    features: Mapping[str, np.ndarray], labels: Any, groups: Any = None
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None]:
+    """Float64 features, string labels and string groups (None: ungrouped) of the usable rows
+    (label and group present, every feature finite)."""
+    if not features:
+        raise ParameterError("no features to probe: give at least one array")
+    labels, group_values = _columns(labels, groups)
     arrays: dict[str, np.ndarray] = {}
     for name, x in features.items():
         a = np.asarray(x, dtype=np.float64)
@@ -146,26 +223,30 @@ def _clean(
                 f"n_rows = {len(labels)} (one row per label) and n_features >= 1"
             )
         arrays[name] = a
-    no_label = _missing(labels)
+    present = _usable(labels, group_values, "probe")
     finite = np.ones(len(labels), dtype=bool)
     for a in arrays.values():
         finite &= np.isfinite(a).all(axis=1)
-    keep = ~no_label & finite
-    if no_label.any():
-        log.info("probe: dropped %d of %d rows without a label", no_label.sum(), len(labels))
-    if (~finite & ~no_label).any():
+    keep = present & finite
+    if (~finite & present).any():
         log.info(
             "probe: dropped %d of %d labelled rows with non-finite features (in any of %s)",
-            (~finite & ~no_label).sum(),
-            (~no_label).sum(),
+            (~finite & present).sum(),
+            present.sum(),
             list(arrays),
         )
-    y = np.asarray([str(v) for v in labels[keep]], dtype=object)
-    return {name: a[keep] for name, a in arrays.items()}, y
+    y = _strings(labels[keep])
+    g = None if group_values is None else _strings(group_values[keep])
+    return {name: a[keep] for name, a in arrays.items()}, y, g
 
 
-def _check_classes(y: np.ndarray, test_fraction: float) -> np.ndarray:
-    """The classes, after checking that a stratified split of ``y`` can be made."""
+def _n_folds(test_fraction: float) -> int:
+    """Folds of a group split: one of them is held out, about ``test_fraction`` of the rows."""
+    return max(2, round(1 / test_fraction))
+
+
+def _check_classes(y: np.ndarray, test_fraction: float, groups: np.ndarray | None) -> np.ndarray:
+    """The classes, after checking that a stratified (group) split of ``y`` can be made."""
     classes, counts = np.unique(y, return_counts=True)
     if len(classes) < 2:
         found = f"only {classes[0]!r}" if len(classes) else "none"
@@ -180,6 +261,16 @@ def _check_classes(y: np.ndarray, test_fraction: float) -> np.ndarray:
             f"classes with fewer than 2 examples cannot be split into training and test rows: "
             f"{listed}{' ...' if len(rare) > 10 else ''}; relabel or drop them"
         )
+    if groups is not None:
+        folds, n_groups = _n_folds(test_fraction), len(np.unique(groups))
+        if n_groups < folds:
+            raise ParameterError(
+                f"test_fraction = {test_fraction} holds out 1 of {folds} group folds, but the "
+                f"usable rows have only {n_groups} group(s); a group split needs at least "
+                f"{folds}: raise test_fraction to {1 / max(n_groups, 2):.2g} or more, or check "
+                "the group column"
+            )
+        return classes
     # As train_test_split sizes it.
     n_test = math.ceil(test_fraction * len(y))
     n_train = len(y) - n_test
@@ -192,24 +283,50 @@ def _check_classes(y: np.ndarray, test_fraction: float) -> np.ndarray:
     return classes
 
 
+def _split(
+    y: np.ndarray, groups: np.ndarray | None, classes: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One repeat's training and test rows (sorted)."""
+    rows = np.arange(len(y))
+    if groups is None:
+        train, test = train_test_split(rows, test_size=test_fraction, stratify=y, random_state=seed)
+        return np.sort(train), np.sort(test)
+    folds = StratifiedGroupKFold(n_splits=_n_folds(test_fraction), shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # Said of a cross-validation over every fold; one held-out fold is checked below.
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        train, test = next(folds.split(rows, y, groups))
+    for c in classes:
+        sides = {"training": int(np.sum(y[train] == c)), "test": int(np.sum(y[test] == c))}
+        empty = [side for side, n in sides.items() if n == 0]
+        if empty:
+            n_groups = len(np.unique(groups[y == c]))
+            raise ParameterError(
+                f"the group split of seed {seed} leaves class {c!r} without {empty[0]} rows: "
+                f"its {int(np.sum(y == c))} examples are in {n_groups} group(s), all on one "
+                "side; a class needs examples in several groups (relabel or drop it, or "
+                "change test_fraction)"
+            )
+    return np.sort(train), np.sort(test)
+
+
 def _plan_repeats(
     y: np.ndarray,
+    groups: np.ndarray | None,
     classes: np.ndarray,
     codes: list[int],
     repeats: int,
     test_fraction: float,
     seed: int,
-) -> list[_Repeat]:
+    who: str,
+) -> list[ProbeSplit]:
     """Every repeat's split and k-shot samples; shots a class cannot fill are dropped."""
     splits: list[tuple[int, np.ndarray, np.ndarray]] = []
     fewest: dict[str, int] = {}
     for r in range(repeats):
         s = seed + r
-        train, test = train_test_split(
-            np.arange(len(y)), test_size=test_fraction, stratify=y, random_state=s
-        )
-        train = np.sort(train)
-        splits.append((s, train, np.sort(test)))
+        train, test = _split(y, groups, classes, test_fraction, s)
+        splits.append((s, train, test))
         for c in classes:
             n = int(np.sum(y[train] == c))
             fewest[c] = min(fewest.get(c, n), n)
@@ -218,8 +335,9 @@ def _plan_repeats(
     for k in codes:
         if k > fewest[floor_class]:
             log.warning(
-                "probe: skipping %d-shot: class %r has only %d training examples (in some "
+                "%s: skipping %d-shot: class %r has only %d training examples (in some "
                 "repeat); lower the shots or the test_fraction",
+                who,
                 k,
                 floor_class,
                 fewest[floor_class],
@@ -240,13 +358,86 @@ def _plan_repeats(
             k: (train if k == 0 else np.sort(np.concatenate([order[c][:k] for c in classes])))
             for k in usable
         }
-        out.append(_Repeat(s, test, sets))
+        out.append(ProbeSplit(s, test, sets))
     return out
+
+
+def probe_splits(
+    labels: Any,
+    *,
+    groups: Any = None,
+    shots: Sequence[Shots] = DEFAULT_SHOTS,
+    repeats: int = 5,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    stage: str = "probe",
+) -> list[ProbeSplit]:
+    """The probe's test split and k-shot training sets of every repeat, without fitting.
+
+    :func:`probe_scores` (and the ``probe`` stage) score on exactly these rows; another
+    evaluation given the same labels, groups and arguments (the ``supervised_baseline``
+    stage) draws the same test rows and training sets, so the scores compare pairwise.
+
+    Parameters
+    ----------
+    labels : array-like, shape (n_rows,)
+        Known class of each row; missing ones (None, NaN, empty, or ``str()`` of those) drop
+        the row. Compared as strings.
+    groups : array-like, shape (n_rows,), optional
+        A group per row (e.g. ``"P01/B03"``, a well imaged on several days): every group is
+        kept on one side of each split. Rows with a missing group are dropped.
+    shots : sequence of int or "all"
+        Training examples per class (k >= 1), or the whole training split. A k above the
+        training rows of some class (in any repeat) is skipped, with a warning in the log.
+    repeats : int
+        Repeats, with seeds ``seed, seed + 1, ...``.
+    test_fraction : float
+        Share of the usable rows held out, in (0, 1). With ``groups`` it is approximate: the
+        held-out part is the first of ``max(2, round(1 / test_fraction))`` folds of
+        :class:`~sklearn.model_selection.StratifiedGroupKFold` (``shuffle=True``,
+        ``random_state`` the repeat's seed), about ``1 / n_folds`` of the rows (0.3 holds out
+        about a third), its classes about as in the whole.
+    seed : int
+        Seed of the first repeat (>= 0).
+    stage : str
+        Who asks, for the log.
+
+    Returns
+    -------
+    list of ProbeSplit, length repeats
+        Row indices into ``labels``, one split per repeat, in seed order.
+
+    Raises
+    ------
+    ParameterError
+        On a bad argument; labels and groups of different lengths; fewer than two classes or
+        a class with fewer than two examples (among the usable rows); a test fraction that
+        leaves a side of the split with fewer rows than classes; fewer groups than folds; a
+        group split that leaves a class on one side; no usable shots value.
+
+    Notes
+    -----
+    Without ``groups`` a repeat's split is ``train_test_split(stratify=labels,
+    random_state=seed)``. The k-shot training rows of a class are the first k of a
+    permutation (``numpy.random.default_rng(seed)``, classes in sorted order) of its training
+    rows in ascending order, so smaller sets nest in larger ones.
+    """
+    codes = _check_args(shots, repeats, test_fraction, seed)
+    label_values, group_values = _columns(labels, groups)
+    rows = np.flatnonzero(_usable(label_values, group_values, stage))
+    y = _strings(label_values[rows])
+    g = None if group_values is None else _strings(group_values[rows])
+    classes = _check_classes(y, test_fraction, g)
+    plan = _plan_repeats(y, g, classes, codes, repeats, test_fraction, seed, stage)
+    return [
+        ProbeSplit(p.seed, rows[p.test], {k: rows[v] for k, v in p.train.items()}) for p in plan
+    ]
 
 
 def _plan(
     features: Mapping[str, np.ndarray],
-    labels: np.ndarray,
+    labels: Any,
+    groups: Any,
     shots: Sequence[Shots],
     repeats: int,
     test_fraction: float,
@@ -255,10 +446,11 @@ def _plan(
     seed: int,
 ) -> _Plan:
     """Every check, every split and every sample: all that precedes the first fit."""
-    codes = _check_args(shots, repeats, test_fraction, C, max_iter, seed)
-    arrays, y = _clean(features, labels)
-    classes = _check_classes(y, test_fraction)
-    return _Plan(arrays, y, classes, _plan_repeats(y, classes, codes, repeats, test_fraction, seed))
+    codes = _check_args(shots, repeats, test_fraction, seed, C=C, max_iter=max_iter)
+    arrays, y, g = _clean(features, labels, groups)
+    classes = _check_classes(y, test_fraction, g)
+    splits = _plan_repeats(y, g, classes, codes, repeats, test_fraction, seed, "probe")
+    return _Plan(arrays, y, g, classes, splits)
 
 
 def _fit_all(plan: _Plan, C: float, max_iter: int) -> pd.DataFrame:
@@ -311,6 +503,7 @@ def probe_scores(
     features: Mapping[str, np.ndarray],
     labels: np.ndarray,
     *,
+    groups: np.ndarray | None = None,
     shots: Sequence[Shots] = DEFAULT_SHOTS,
     repeats: int = 5,
     test_fraction: float = 0.3,
@@ -328,12 +521,16 @@ def probe_scores(
     labels : ndarray, shape (n_rows,)
         Known class of each row. Missing labels (None, NaN, empty, or ``str()`` of those:
         ``"nan"``, ``"None"``, ``"<NA>"``) drop the row; classes are compared as strings.
+    groups : ndarray, shape (n_rows,), optional
+        A group per row (e.g. the well): each split keeps every group on one side, with an
+        approximate test fraction (see :func:`probe_splits`). Missing groups drop the row.
     shots : sequence of int or "all"
         Training examples per class (k >= 1), or the whole training split.
     repeats : int
         Repeats, with seeds ``seed, seed + 1, ...``.
     test_fraction : float
-        Share of the usable rows held out, stratified, in (0, 1).
+        Share of the usable rows held out, stratified, in (0, 1) (approximate with
+        ``groups``).
     C : float
         Inverse regularisation strength of the logistic regression (> 0).
     max_iter : int
@@ -352,10 +549,13 @@ def probe_scores(
     ParameterError
         On a bad argument; features and labels of different lengths; fewer than two classes
         or a class with fewer than two examples (after dropping rows); a test fraction that
-        leaves a side of the split with fewer rows than classes; no usable shots value.
+        leaves a side of the split with fewer rows than classes; with ``groups``, fewer
+        groups than folds or a split that leaves a class on one side; no usable shots value.
 
     Notes
     -----
+    The splits are :func:`probe_splits` of the usable rows (given no missing label, group or
+    feature, exactly ``probe_splits(labels, groups=groups, ...)``).
     A row with a non-finite feature in any array is dropped from all. Within a repeat every
     shots value and every array uses the same test rows; the k-shot training rows of a class
     are the first k of a permutation (``numpy.random.default_rng(seed)``, classes in sorted
@@ -364,7 +564,7 @@ def probe_scores(
     warning in the log, so each (features, shots) has either all its repeats or none.
     Convergence warnings are counted and logged once.
     """
-    plan = _plan(features, labels, shots, repeats, test_fraction, C, max_iter, seed)
+    plan = _plan(features, labels, groups, shots, repeats, test_fraction, C, max_iter, seed)
     return _fit_all(plan, C, max_iter)
 
 
@@ -435,7 +635,8 @@ def run_probe(ctx: RunContext, params: ProbeParams) -> dict[str, int]:
     """The ``probe`` stage: linear probes of the store's feature arrays against a label column.
 
     Reads each of ``params.features`` (rows ``params.rows``) and the labels of
-    ``params.label_column``, runs :func:`probe_scores` and writes ``tables/probe.parquet``.
+    ``params.label_column`` (and the groups of ``params.group_column``), runs
+    :func:`probe_scores` and writes ``tables/probe.parquet``.
     When the arrays select different rows (say one is restricted to the catalog's kept images
     and the other is not), the probe uses the rows all of them have. Every check (arrays,
     label column, labels, parameters against the data) runs before the first fit, so a bad
@@ -451,7 +652,8 @@ def run_probe(ctx: RunContext, params: ProbeParams) -> dict[str, int]:
     Returns
     -------
     dict
-        ``rows`` (usable rows probed), ``classes`` and ``fits`` (rows of the table).
+        ``rows`` (usable rows probed), ``classes`` and ``fits`` (rows of the table); with a
+        ``group_column``, ``groups`` (groups among the usable rows).
 
     Raises
     ------
@@ -485,6 +687,11 @@ def run_probe(ctx: RunContext, params: ProbeParams) -> dict[str, int]:
                 len(common),
             )
     labels = row_labels(store, params.label_column, common, matrices[0].n_total)
+    groups = (
+        None
+        if params.group_column is None
+        else row_labels(store, params.group_column, common, matrices[0].n_total)
+    )
     features: dict[str, np.ndarray] = {}
     for m in matrices:
         data = m.data
@@ -494,6 +701,7 @@ def run_probe(ctx: RunContext, params: ProbeParams) -> dict[str, int]:
     plan = _plan(
         features,
         labels,
+        groups,
         params.shots,
         params.repeats,
         params.test_fraction,
@@ -501,6 +709,12 @@ def run_probe(ctx: RunContext, params: ProbeParams) -> dict[str, int]:
         params.max_iter,
         seed,
     )
+    if groups is not None:
+        log.info(
+            "probe: each split keeps every %s on one side (test fraction about 1/%d)",
+            params.group_column,
+            _n_folds(params.test_fraction),
+        )
     table = _fit_all(plan, params.C, params.max_iter)
     write_table(store, "probe", table)
     summary = summarize_probe(table)
@@ -523,4 +737,7 @@ def run_probe(ctx: RunContext, params: ProbeParams) -> dict[str, int]:
             row["n_repeats"],
             vs,
         )
-    return {"rows": len(plan.y), "classes": len(plan.classes), "fits": len(table)}
+    counts = {"rows": len(plan.y), "classes": len(plan.classes), "fits": len(table)}
+    if plan.groups is not None:
+        counts["groups"] = len(np.unique(plan.groups))
+    return counts

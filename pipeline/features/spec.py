@@ -30,6 +30,7 @@ __all__ = [
     "ClusterInput",
     "DBSCANParams",
     "KMeansParams",
+    "LabelColumn",
     "Linkage",
     "ProbeParams",
     "ReduceOutputs",
@@ -38,6 +39,7 @@ __all__ = [
     "SOMParams",
     "SampledFit",
     "Shots",
+    "ShotsList",
     "TableRows",
     "check_feature_input",
     "check_probe_inputs",
@@ -53,6 +55,21 @@ Shots = int | Literal["all"]
 
 #: Document 001 (the spheroid thesis): 10, 20, 30 and all examples per class.
 DEFAULT_SHOTS: tuple[Shots, ...] = (10, 20, 30, "all")
+
+
+def _distinct_shots(v: list[Shots]) -> list[Shots]:
+    if len(set(v)) != len(v):
+        raise ValueError(f"shots {v}: each value may be given once")
+    return v
+
+
+#: The ``shots`` of a stage that draws the probe's k-shot training sets: distinct values,
+#: each k >= 1 examples per class or ``"all"``.
+ShotsList = Annotated[
+    list[Annotated[int, Field(ge=1)] | Literal["all"]],
+    Field(min_length=1),
+    AfterValidator(_distinct_shots),
+]
 
 
 class TableRows(BaseModel):
@@ -358,6 +375,12 @@ class ProbeParams(BaseModel):
     label_column : str
         The known class of each image: a column of a table with one row per image, or
         ``table.column`` (see :func:`pipeline.features.matrix.row_labels`).
+    group_column : str, optional
+        A group of each image, read as ``label_column`` is (e.g. ``spheroid_crops.well_key``,
+        ``"P01/B03"``: one well's images on several days are near duplicates). Set, every
+        split keeps each group on one side: the test split is the first fold of a seeded
+        ``StratifiedGroupKFold`` with ``max(2, round(1 / test_fraction))`` folds, so the test
+        fraction is approximate (0.3: about a third). Images without a group are dropped.
     rows : RowSelection
         As for the cluster stages.
     shots : list of int or "all"
@@ -367,7 +390,8 @@ class ProbeParams(BaseModel):
     repeats : int
         Number of seeded repeats (seeds ``seed, seed + 1, ...``), each with its own split.
     test_fraction : float
-        Share of the rows held out (stratified) for scoring, in (0, 1).
+        Share of the rows held out (stratified) for scoring, in (0, 1); approximate with a
+        ``group_column``.
     C : float
         Inverse L2 regularisation strength of the logistic regression.
     max_iter : int
@@ -380,10 +404,9 @@ class ProbeParams(BaseModel):
         default_factory=lambda: ["embeddings", "reduced"], min_length=1
     )
     label_column: LabelColumn
+    group_column: LabelColumn | None = None
     rows: RowSelection = "kept"
-    shots: list[Annotated[int, Field(ge=1)] | Literal["all"]] = Field(
-        default_factory=lambda: list(DEFAULT_SHOTS), min_length=1
-    )
+    shots: ShotsList = Field(default_factory=lambda: list(DEFAULT_SHOTS))
     repeats: int = Field(5, ge=1)
     test_fraction: float = Field(0.3, gt=0, lt=1)
     C: float = Field(1.0, gt=0)
@@ -396,13 +419,6 @@ class ProbeParams(BaseModel):
             raise ValueError("features: array names must not be empty")
         if len(set(v)) != len(v):
             raise ValueError(f"features {v}: each array may be named once")
-        return v
-
-    @field_validator("shots")
-    @classmethod
-    def _distinct_shots(cls, v: list[Shots]) -> list[Shots]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"shots {v}: each value may be given once")
         return v
 
 

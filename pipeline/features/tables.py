@@ -79,7 +79,9 @@ TABLES: tuple[TableSchema, ...] = (
     TableSchema(
         name="probe",
         description="One row per (features, shots, seed) of the `probe` stage: logistic "
-        "regression on frozen features, scored on a held-out stratified test split.",
+        "regression on frozen features, scored on a held-out stratified test split (with "
+        "`group_column`, a group split: no group on both sides, the test fraction "
+        "approximate). The `supervised_baseline` table has the same columns and splits.",
         columns={
             "features": "store array probed (e.g. `embeddings`, or `reduced` for the PCA baseline)",
             "shots": "training examples per class (0 = all the training split)",

@@ -18,6 +18,7 @@ __all__ = [
     "PLATE_GROUPS",
     "PLATE_MAP_COLUMNS",
     "PLATE_TRUTH_COLUMNS",
+    "VIABILITY_COLUMNS",
     "PlateSynthParams",
     "RenderedWell",
     "SpheroidDay",
@@ -58,6 +59,9 @@ PLATE_TRUTH_COLUMNS: Final[tuple[str, ...]] = (
     "well_fault",
 )
 """Columns of ``truth.csv`` and of the frame :func:`generate_plates` returns."""
+
+VIABILITY_COLUMNS: Final[tuple[str, ...]] = ("plate", "well", "viability")
+"""Columns of ``viability.csv``, the end-point read-out measured on part of the wells."""
 
 IMAGE_INDEX_COLUMNS: Final[tuple[str, ...]] = ("file", "plate", "well", "field", "day")
 """Columns of ``image_index.csv``."""

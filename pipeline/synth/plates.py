@@ -26,7 +26,8 @@ Each well's state (:class:`WellState`) is drawn once and rendered for every day 
 (:func:`render_well`), so the same spheroid evolves across the days of a well and the fields
 are views of it from slightly different stage positions. :func:`render_example` renders one
 image from a seed alone for tests; :func:`generate_plates` writes whole plates, their plate
-map and truth tables.
+map, truth tables and the end-point viability read-out of a seeded part of the inner wells
+(``viability.csv``, as a lab measures it on only some wells).
 
 Coordinates: ``centre_x`` is the column index and ``centre_y`` the row index of a pixel
 centre (as in :mod:`pipeline.synth.galaxies`). Wells are named ``"A01"``...``"H12"``
@@ -59,6 +60,7 @@ from pipeline.synth.plate_params import (
     PLATE_GROUPS,
     PLATE_MAP_COLUMNS,
     PLATE_TRUTH_COLUMNS,
+    VIABILITY_COLUMNS,
     WELL_FAULTS,
     PlateSynthParams,
     RenderedWell,
@@ -81,6 +83,7 @@ __all__ = [
     "PLATE_GROUPS",
     "PLATE_MAP_COLUMNS",
     "PLATE_TRUTH_COLUMNS",
+    "VIABILITY_COLUMNS",
     "PlateSynthParams",
     "RenderedWell",
     "SpheroidDay",
@@ -90,6 +93,7 @@ __all__ = [
     "is_edge_well",
     "load_image_truth",
     "load_plate_truth",
+    "load_viability",
     "plate_map",
     "render_example",
     "render_well",
@@ -162,6 +166,7 @@ def generate_plates(
     bit_depth: int = 16,
     fault_rate: float = 0.03,
     write_masks: bool = False,
+    readout_fraction: float = 0.5,
     params: PlateSynthParams | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
@@ -197,6 +202,12 @@ def generate_plates(
     write_masks : bool, default False
         Also write ``masks/<image name>`` (uint8 labels: 0 background, 1 spheroid body,
         2 debris; zlib-compressed TIFF).
+    readout_fraction : float, default 0.5
+        Fraction, in ``[0, 1]``, of each plate's inner (non-edge) untreated wells and,
+        separately, of its inner treated wells (every other group) whose viability is
+        written to ``viability.csv``: ``round(readout_fraction * n)`` wells of each, a
+        seeded choice. 0.5 on a 96-well plate gives 6 untreated and 24 treated wells; 0
+        writes the header only.
     params : PlateSynthParams, optional
         Generator parameters; defaults to ``PlateSynthParams()``.
     progress : callable, optional
@@ -228,10 +239,14 @@ def generate_plates(
       (``""`` when none), ``spheroid_area_px`` and ``debris_area_px`` (label 1 and 2 pixels
       of the true mask), ``exploded`` (debris visible) and ``centre_x``/``centre_y`` (px,
       of the main body; empty for empty wells).
+    * ``viability.csv``: :data:`VIABILITY_COLUMNS` (``plate``, ``well``, ``viability``),
+      the end-point read-out of the wells chosen by ``readout_fraction``, in plate and
+      well order; ``viability`` as in ``truth.csv``.
 
     Seeds: well ``i`` of plate ``p`` draws from ``SeedSequence(seed, spawn_key=(0, p,
     i))``, its image of ``day`` and ``field`` from ``spawn_key=(1, p, i, day, field)``;
-    screening dose responses use ``(2,)`` and the fault draw ``(3,)``.
+    screening dose responses use ``(2,)``, the fault draw ``(3,)`` and the read-out wells
+    of plate ``p`` ``(4, p)`` (untreated wells drawn first, then treated).
     """
     if isinstance(plates, bool) or not isinstance(plates, (int, np.integer)) or plates < 1:
         raise ValueError(f"plates must be an integer >= 1, got {plates!r}")
@@ -249,6 +264,15 @@ def generate_plates(
         or not 0.0 <= fault_rate <= 1.0
     ):
         raise ValueError(f"fault_rate must be a number in [0, 1], got {fault_rate!r}")
+    if (
+        isinstance(readout_fraction, bool)
+        or not isinstance(readout_fraction, (int, float))
+        or not 0.0 <= readout_fraction <= 1.0
+    ):
+        raise ValueError(
+            f"readout_fraction must be a number in [0, 1] (the share of inner wells with a "
+            f"viability read-out; 0 for none), got {readout_fraction!r}"
+        )
     if params is None:
         params = PlateSynthParams()
     elif not isinstance(params, PlateSynthParams):
@@ -379,11 +403,13 @@ def generate_plates(
 
     truth = pd.DataFrame(truth_rows, columns=list(PLATE_TRUTH_COLUMNS))
     plate_frame = truth[list(PLATE_MAP_COLUMNS)]
+    readout = _readout_wells(truth, plates, seed, float(readout_fraction))
     tables = {
         "image_index.csv": pd.DataFrame(index_rows, columns=list(IMAGE_INDEX_COLUMNS)),
         "plate_map.csv": plate_frame,
         "truth.csv": truth,
         "image_truth.csv": pd.DataFrame(image_rows, columns=list(IMAGE_TRUTH_COLUMNS)),
+        "viability.csv": truth.loc[readout, list(VIABILITY_COLUMNS)],
     }
     for file_name, table in tables.items():
         table.to_csv(root / file_name, index=False, lineterminator="\n")
@@ -396,6 +422,23 @@ def generate_plates(
         sum(1 for k in image_fault if k),
     )
     return truth
+
+
+def _readout_wells(truth: pd.DataFrame, plates: int, seed: int, fraction: float) -> np.ndarray:
+    # Row positions (sorted: plate, well order) of the wells with a viability read-out. Its
+    # own seed stream, so the read-out choice changes nothing else the generator writes.
+    inner = ~truth["edge"].to_numpy(dtype=bool)
+    untreated = truth["group"].to_numpy() == "untreated"
+    n_per_plate = len(truth) // plates
+    chosen: list[np.ndarray] = []
+    for p in range(plates):
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(4, p)))
+        rows = np.arange(p * n_per_plate, (p + 1) * n_per_plate)
+        for in_group in (untreated, ~untreated):
+            candidates = rows[inner[rows] & in_group[rows]]
+            k = round(fraction * len(candidates))
+            chosen.append(rng.choice(candidates, size=k, replace=False))
+    return np.sort(np.concatenate(chosen))
 
 
 def _read_csv(path: str | os.PathLike[str], name: str, strings: tuple[str, ...]) -> pd.DataFrame:
@@ -426,6 +469,26 @@ def load_plate_truth(path: str | os.PathLike[str]) -> pd.DataFrame:
     )
     for col in ("exploded", "edge"):
         frame[col] = frame[col].astype(str).eq("True")
+    return frame
+
+
+def load_viability(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a ``viability.csv`` written by :func:`generate_plates`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file, or the folder that holds ``viability.csv``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`VIABILITY_COLUMNS`, one row per well with a read-out (none when
+        ``readout_fraction`` was 0); ``plate`` and ``well`` as strings, ``viability`` as
+        float (relative to untreated wells, about 1).
+    """
+    frame = _read_csv(path, "viability.csv", ("plate", "well"))
+    frame["viability"] = frame["viability"].astype(np.float64)
     return frame
 
 

@@ -29,7 +29,9 @@ from pipeline.synth.plates import (
     IMAGE_TRUTH_COLUMNS,
     PLATE_MAP_COLUMNS,
     PLATE_TRUTH_COLUMNS,
+    VIABILITY_COLUMNS,
     is_edge_well,
+    load_viability,
     spheroid_on_day,
     well_names,
 )
@@ -390,6 +392,9 @@ def test_384_well_plates(tmp_path: Path) -> None:
         ({"wells": 48}, "wells"),
         ({"bit_depth": 12}, "bit_depth"),
         ({"fault_rate": 1.5}, "fault_rate"),
+        ({"readout_fraction": 1.5}, "readout_fraction"),
+        ({"readout_fraction": -0.1}, "readout_fraction"),
+        ({"readout_fraction": True}, "readout_fraction"),
     ],
 )
 def test_generate_plates_rejects_bad_arguments(
@@ -399,3 +404,82 @@ def test_generate_plates_rejects_bad_arguments(
     with pytest.raises(ValueError, match=match):
         generate_plates(tmp_path, **args)  # type: ignore[arg-type]
     assert not (tmp_path / "images").exists()
+
+
+# --------------------------------------------------------------------- viability read-out
+
+
+def _readout_kwargs(**extra: object) -> dict[str, object]:
+    # Two plates so the per-plate choice is exercised; one day, one field keeps it fast.
+    return {"plates": 2, "seed": 5, "size": 64, "fields": 1, "days": (10,), **extra}
+
+
+@pytest.fixture(scope="module")
+def readout_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("readout")
+    generate_plates(out, **_readout_kwargs())  # type: ignore[arg-type]
+    return out
+
+
+def _readout_wells(path: Path) -> set[tuple[str, str]]:
+    frame = load_viability(path)
+    return set(zip(frame["plate"], frame["well"], strict=True))
+
+
+def test_viability_readout_covers_half_of_each_group_of_inner_wells(readout_dir: Path) -> None:
+    assert tuple(pd.read_csv(readout_dir / "viability.csv").columns) == VIABILITY_COLUMNS
+    readout = load_viability(readout_dir)
+    truth = load_plate_truth(readout_dir)
+    assert readout["plate"].dtype == object and readout["viability"].dtype == np.float64
+    # Rows in plate then well order, no duplicates.
+    keys = list(zip(readout["plate"], readout["well"], strict=True))
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    merged = readout.merge(truth, on=["plate", "well"], suffixes=("", "_truth"))
+    assert len(merged) == len(readout)
+    # The read-out is the truth's viability, to the digit, and only on inner wells.
+    assert (merged["viability"] == merged["viability_truth"]).all()
+    assert not merged["edge"].any()
+    # 96 wells: 12 inner untreated and 48 inner treated, half of each on every plate.
+    treated = merged["group"] != "untreated"
+    counts = merged.groupby(["plate", treated]).size().to_dict()
+    assert counts == {("P01", False): 6, ("P01", True): 24, ("P02", False): 6, ("P02", True): 24}
+    # The two plates are chosen independently.
+    by_plate = merged.groupby("plate")["well"].apply(frozenset)
+    assert by_plate["P01"] != by_plate["P02"]
+
+
+@pytest.mark.parametrize(("fraction", "untreated", "treated"), [(1.0, 12, 48), (0.25, 3, 12)])
+def test_viability_readout_fraction_sets_the_counts(
+    tmp_path: Path, fraction: float, untreated: int, treated: int
+) -> None:
+    generate_plates(tmp_path, **_readout_kwargs(plates=1, readout_fraction=fraction))  # type: ignore[arg-type]
+    readout = load_viability(tmp_path).merge(load_plate_truth(tmp_path), on=["plate", "well"])
+    groups = (readout["group"] == "untreated").value_counts().to_dict()
+    assert groups == {True: untreated, False: treated}
+
+
+def test_viability_readout_of_zero_writes_the_header_only(tmp_path: Path) -> None:
+    generate_plates(tmp_path, **_readout_kwargs(plates=1, readout_fraction=0))  # type: ignore[arg-type]
+    assert (tmp_path / "viability.csv").read_text() == "plate,well,viability\n"
+    readout = load_viability(tmp_path / "viability.csv")
+    assert readout.empty and tuple(readout.columns) == VIABILITY_COLUMNS
+
+
+def test_viability_readout_choice_is_seeded(tmp_path: Path, readout_dir: Path) -> None:
+    generate_plates(tmp_path / "same", **_readout_kwargs())  # type: ignore[arg-type]
+    generate_plates(tmp_path / "other", **_readout_kwargs(seed=6))  # type: ignore[arg-type]
+    assert (tmp_path / "same" / "viability.csv").read_bytes() == (
+        readout_dir / "viability.csv"
+    ).read_bytes()
+    assert _readout_wells(tmp_path / "other") != _readout_wells(readout_dir)
+
+
+def test_readout_fraction_changes_nothing_else(tmp_path: Path, readout_dir: Path) -> None:
+    generate_plates(tmp_path, **_readout_kwargs(readout_fraction=0.8))  # type: ignore[arg-type]
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.*"))
+    assert written == sorted(p.relative_to(readout_dir) for p in readout_dir.rglob("*.*"))
+    for rel in written:
+        if rel.name != "viability.csv":
+            assert (tmp_path / rel).read_bytes() == (readout_dir / rel).read_bytes(), rel
+    # A larger fraction reads out more wells.
+    assert len(load_viability(tmp_path)) > len(load_viability(readout_dir))

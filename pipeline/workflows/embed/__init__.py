@@ -10,6 +10,8 @@ workers that have GPUs.
 - :mod:`~pipeline.workflows.embed.checkpoint`: weights-only checkpoints named by their hash.
 - :mod:`pipeline.compute.dispatch`, :mod:`.worker`, :mod:`.infer`:
   the ``embed`` stage (GPU resources, one model per worker, chunk-aligned writes).
+- :mod:`.supervised`: the ``supervised_baseline`` stage, a ResNet trained supervised from
+  random initialisation on the linear probe's splits.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ if TYPE_CHECKING:
         build_simclr,
     )
     from pipeline.workflows.embed.spec import AugmentParams, EmbedParams, TrainEncoderParams
+    from pipeline.workflows.embed.supervised import (
+        SupervisedPlan,
+        plan_supervised,
+        run_supervised_baseline,
+        train_supervised,
+    )
+    from pipeline.workflows.embed.supervised_spec import SupervisedParams
     from pipeline.workflows.embed.train import run_train_encoder, train_simclr
     from pipeline.workflows.embed.worker import EncoderPlugin
 
@@ -55,6 +64,8 @@ _API = {
     "ProjectionHead": "pipeline.workflows.embed.models",
     "ResNetEncoder": "pipeline.workflows.embed.models",
     "SimCLRModel": "pipeline.workflows.embed.models",
+    "SupervisedParams": "pipeline.workflows.embed.supervised_spec",
+    "SupervisedPlan": "pipeline.workflows.embed.supervised",
     "TrainEncoderParams": "pipeline.workflows.embed.spec",
     "augment_batch": "pipeline.workflows.embed.augment",
     "build_encoder": "pipeline.workflows.embed.models",
@@ -62,13 +73,16 @@ _API = {
     "encoder_from_checkpoint": "pipeline.workflows.embed.checkpoint",
     "load_checkpoint": "pipeline.workflows.embed.checkpoint",
     "nt_xent": "pipeline.workflows.embed.loss",
+    "plan_supervised": "pipeline.workflows.embed.supervised",
     "prepare_batch": "pipeline.workflows.embed.inputs",
     "read_checkpoint": "pipeline.workflows.embed.checkpoint",
     "resolve_checkpoint": "pipeline.workflows.embed.checkpoint",
     "run_embed": "pipeline.workflows.embed.infer",
+    "run_supervised_baseline": "pipeline.workflows.embed.supervised",
     "run_train_encoder": "pipeline.workflows.embed.train",
     "to_tensor": "pipeline.workflows.embed.inputs",
     "train_simclr": "pipeline.workflows.embed.train",
+    "train_supervised": "pipeline.workflows.embed.supervised",
 }
 
 __getattr__, __dir__ = attach(__name__, _API)
@@ -84,6 +98,8 @@ __all__ = [
     "ProjectionHead",
     "ResNetEncoder",
     "SimCLRModel",
+    "SupervisedParams",
+    "SupervisedPlan",
     "TrainEncoderParams",
     "augment_batch",
     "build_encoder",
@@ -91,11 +107,14 @@ __all__ = [
     "encoder_from_checkpoint",
     "load_checkpoint",
     "nt_xent",
+    "plan_supervised",
     "prepare_batch",
     "read_checkpoint",
     "resolve_checkpoint",
     "run_embed",
+    "run_supervised_baseline",
     "run_train_encoder",
     "to_tensor",
     "train_simclr",
+    "train_supervised",
 ]

@@ -2,11 +2,13 @@
 
 SimCLR learns features by making two random views of each image agree (Chen et al. 2020,
 section 3 and appendix A): a random resized crop, flips and right-angle rotations (images of
-the sky or under a microscope have no "up"), Gaussian blur and brightness/contrast jitter.
+the sky or under a microscope have no "up"), optionally a rotation by any angle (``rotate``:
+bright-field spheroids have no orientation at all), Gaussian blur and brightness/contrast
+jitter.
 :func:`augment_batch` draws every random number for the whole batch from one CPU
 :class:`torch.Generator` and then applies them without a Python loop over images:
 
-1. crop, flips and rotation are one affine map per image, sampled with
+1. crop, flips, right-angle and any-angle rotation are one affine map per image, sampled with
    :func:`torch.nn.functional.affine_grid` and :func:`~torch.nn.functional.grid_sample`
    (bilinear, reflection padding) straight to ``out_size x out_size``;
 2. the Gaussian blur is separable, a grouped convolution over all blurred images at once;
@@ -124,6 +126,21 @@ def _dihedral(hflip: torch.Tensor, vflip: torch.Tensor, k: torch.Tensor) -> torc
     return powers[k] @ f
 
 
+def _rotated_box(
+    bh: torch.Tensor, bw: torch.Tensor, h: int, w: int, angle: torch.Tensor
+) -> torch.Tensor:
+    # The (n, 2, 2) map from the output's normalised coordinates to the input's, for a box of
+    # bh x bw px turned by `angle` (rad) about its centre. Normalised x and y have different
+    # pixel scales on a non-square box or image, so the turn happens in pixels: scale by the
+    # box's sides in px, rotate, divide by the image's (the factors 2 of [-1, 1] cancel). At
+    # angle 0 this is the unrotated map diag(bw / w, bh / h).
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rot = torch.stack([torch.stack([cos, -sin], dim=1), torch.stack([sin, cos], dim=1)], dim=1)
+    to_px = torch.diag_embed(torch.stack([bw, bh], dim=1))
+    from_px = torch.diag(torch.tensor([1.0 / w, 1.0 / h], dtype=torch.float64))
+    return from_px @ rot @ to_px
+
+
 def _exact_dihedral(
     x: torch.Tensor, hflip: torch.Tensor, vflip: torch.Tensor, k: torch.Tensor
 ) -> torch.Tensor:
@@ -200,10 +217,19 @@ def augment_batch(
 
     Notes
     -----
-    Crop, flips and rotation are sampled together, bilinearly, with reflection padding; where
+    Crop, flips and rotations are sampled together, bilinearly, with reflection padding; where
     all images' crops are at least twice the output per side, the batch is first shrunk with
-    an antialiased resize so the sampling does not alias. Without a crop or resize, the
-    flips and rotations move pixels exactly instead. The blur's sigma is in output pixels; it
+    an antialiased resize so the sampling does not alias. Without a crop, resize or
+    ``rotate``, the flips and right-angle rotations move pixels exactly instead.
+
+    With ``rotate`` the crop box (the whole image without a crop) turns about its centre by
+    ``a = 2 pi u`` rad, ``u`` uniform in ``[0, 1)``, in pixel units (no shear on non-square
+    boxes): a point at pixel offset ``v`` from the box centre moves to ``R(-a) v`` with
+    ``R(a) = [[cos a, -sin a], [sin a, cos a]]`` in x-right, y-down coordinates (the image
+    turns counter-clockwise on screen by ``a``), then the box is resized to the output and
+    flipped and turned by right angles. Corners from outside the image are reflections.
+
+    The blur's sigma is in output pixels; it
     uses scipy.ndimage's ``"reflect"`` boundary (the edge pixel repeated).
     """
     if x.ndim != 4 or not x.is_floating_point() or x.shape[2] == 0 or x.shape[3] == 0:
@@ -233,6 +259,8 @@ def augment_batch(
     u_sigma = torch.rand(n, generator=generator, dtype=torch.float64)
     u_bright = torch.rand(n, generator=generator, dtype=torch.float64)
     u_contrast = torch.rand(n, generator=generator, dtype=torch.float64)
+    # Drawn last, so that views with `rotate` off are the same as before it existed.
+    u_angle = torch.rand(n, generator=generator, dtype=torch.float64)
     if n == 0:
         return x.new_zeros((0, c, out_size, out_size), dtype=in_dtype)
 
@@ -240,7 +268,7 @@ def augment_batch(
     vflip = flips[:, 1] & params.vflip
     k = k if params.rot90 else torch.zeros_like(k)
     with _no_autocast(x.device):
-        if not params.crop and out_size == h == w:
+        if not params.crop and not params.rotate and out_size == h == w:
             x = _exact_dihedral(x, hflip, vflip, k)
         else:
             if not params.crop:
@@ -255,8 +283,13 @@ def augment_batch(
             # Box in normalised coordinates (align_corners=False: -1 and 1 are the outer
             # pixel edges, so the map does not depend on the shrink above).
             theta = torch.zeros(n, 2, 3, dtype=torch.float64)
-            scale = torch.stack([bw / w, bh / h], dim=1)
-            theta[:, :, :2] = scale[:, :, None] * _dihedral(hflip, vflip, k)
+            if params.rotate:
+                theta[:, :, :2] = _rotated_box(bh, bw, h, w, 2.0 * math.pi * u_angle) @ (
+                    _dihedral(hflip, vflip, k)
+                )
+            else:
+                scale = torch.stack([bw / w, bh / h], dim=1)
+                theta[:, :, :2] = scale[:, :, None] * _dihedral(hflip, vflip, k)
             theta[:, 0, 2] = (2 * left + bw) / w - 1
             theta[:, 1, 2] = (2 * top + bh) / h - 1
             theta_dev = theta.to(device=x.device, dtype=x.dtype)

@@ -38,6 +38,8 @@ class AugmentParams(BaseModel):
     Defaults follow SimCLR's (Chen et al. 2020, appendix A) with a milder crop (area fraction
     0.5-1 rather than 0.08-1: scientific images are often centred on one object) and
     right-angle rotations; galaxy jobs switch ``rot90`` off when their cutouts are aligned.
+    ``rotate`` (off by default) turns each view by any angle, for objects with no orientation
+    at all such as bright-field spheroids.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -52,6 +54,7 @@ class AugmentParams(BaseModel):
     hflip: bool = Field(True, description="mirror left-right with probability 0.5")
     vflip: bool = Field(True, description="mirror top-bottom with probability 0.5")
     rot90: bool = Field(True, description="rotate by a uniformly random multiple of 90 deg")
+    rotate: bool = Field(False, description="rotate by an angle uniform in [0, 360) deg")
     blur: bool = Field(True, description="Gaussian blur")
     blur_sigma: tuple[float, float] = Field(
         (0.1, 2.0), description="range of the blur's sigma (px of the output)"

@@ -1,9 +1,10 @@
-"""What the learned-embedding workflow contributes: ``train_encoder`` and ``embed``."""
+"""What the learned-embedding workflow contributes: ``train_encoder``, ``embed`` and the
+``supervised_baseline`` the learned features are compared with."""
 
 from __future__ import annotations
 
 from pipeline.core.registry import ReportSection, StageDef, Workflow
-from pipeline.workflows.embed import spec, tables
+from pipeline.workflows.embed import spec, supervised_spec, tables
 
 __all__ = ["WORKFLOW"]
 
@@ -28,6 +29,15 @@ WORKFLOW = Workflow(
             "cluster has any, the model loaded once per worker",
             writes=spec.embed_writes,
             check_job=spec.check_embed_job,
+        ),
+        StageDef(
+            "supervised_baseline",
+            supervised_spec.SupervisedParams,
+            "pipeline.workflows.embed.supervised:run_supervised_baseline",
+            "the probe's baseline of document 001: a ResNet from random initialisation trained "
+            "supervised (weak augmentations) on the probe's k-shot splits, scored on its test "
+            "rows (one task, on a GPU worker if any)",
+            writes=(f"tables/{supervised_spec.SUPERVISED_TABLE}.parquet",),
         ),
     ),
     tables=tables.TABLES,

@@ -14,6 +14,7 @@ from pipeline.core.tables import read_table
 from pipeline.report.context import ReportContext
 from pipeline.report.figures import grid_png, new_figure, png_bytes, stretch, table_html
 from pipeline.report.format import escape, join_parts, significant
+from pipeline.workflows.plates.ranking import z_prime
 from pipeline.workflows.plates.spec import (
     FEATURES_TABLE,
     PROFILES_TABLE,
@@ -32,20 +33,6 @@ SHOWN = (
 #: Plates drawn as heatmaps (the rest are listed): a screen of tens of plates stays readable.
 MAX_HEATMAP_PLATES = 8
 POSITIVE, NEGATIVE = "positive_control", "untreated"
-
-
-def z_prime(positive: np.ndarray, negative: np.ndarray) -> float:
-    """Zhang et al.'s Z'-factor, 1 - 3 (sd_p + sd_n) / |mean_p - mean_n| (NaN if undefined).
-
-    Parameters
-    ----------
-    positive, negative : ndarray
-        One feature's values in the positive- and negative-control wells (NaNs ignored).
-    """
-    p, n = positive[np.isfinite(positive)], negative[np.isfinite(negative)]
-    if p.size < 2 or n.size < 2 or p.mean() == n.mean():
-        return float("nan")
-    return float(1 - 3 * (p.std(ddof=1) + n.std(ddof=1)) / abs(p.mean() - n.mean()))
 
 
 def _plate_shape(rows: pd.Series, cols: pd.Series) -> tuple[int, int]:

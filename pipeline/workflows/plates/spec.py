@@ -9,17 +9,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "CROPS",
+    "CROPS_TABLE",
+    "CROP_DIMS",
     "FEATURES_TABLE",
     "MASKS",
     "MASK_DIMS",
     "METADATA",
+    "PROBE_GROUPS",
     "PROFILES_NORMALIZED_TABLE",
     "PROFILES_TABLE",
     "QC_FLAGS",
     "QC_TABLE",
+    "CropParams",
     "ProfileParams",
 ]
 
@@ -74,3 +79,56 @@ class ProfileParams(BaseModel):
     qc: Literal["ok", "all"] = "ok"
     baseline_day: int | None = Field(None, ge=0)
     control_group: str = Field("untreated", min_length=1)
+
+
+#: The spheroid crops the learned representation is trained on and embeds, and their table.
+CROPS = "spheroid_crops"
+CROP_DIMS = ("image", "crop_y", "crop_x")
+CROPS_TABLE = "spheroid_crops"
+
+#: The thesis' three groups of the linear probe (section 6.2); other groups get no label.
+PROBE_GROUPS = ("untreated", "single", "screening")
+
+
+class CropParams(BaseModel):
+    """Parameters of the ``spheroid_crops`` stage.
+
+    A crop is a square of a fixed physical size centred on the spheroid's centroid, so the
+    encoder sees a spheroid's size (the main drug effect) rather than a view rescaled to fit
+    it. One well fills one image whatever the camera, so a fraction of the image side is a
+    fixed physical size too; ``side_um`` with ``pixel_size_um`` states it in micrometres.
+
+    Attributes
+    ----------
+    side : float
+        Side of the crop as a fraction of the image's shorter side (0.75: a day-10
+        untreated spheroid and the debris around an exploded one fit). Unused when
+        ``side_um`` is given.
+    side_um, pixel_size_um : float, optional
+        Side of the crop in um and the images' pixel side in um (both or neither).
+    size : int
+        Side of the stored crop in px (the encoder's input; antialiased resize).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    side: float = Field(0.75, gt=0, le=2)
+    side_um: float | None = Field(None, gt=0)
+    pixel_size_um: float | None = Field(None, gt=0)
+    size: int = Field(64, ge=16, le=1024)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> CropParams:
+        if (self.side_um is None) != (self.pixel_size_um is None):
+            raise ValueError(
+                f"side_um ({self.side_um}) and pixel_size_um ({self.pixel_size_um}) go together: "
+                "give both (e.g. side_um: 400, pixel_size_um: 2.0) or neither (then `side` is "
+                "a fraction of the image side)"
+            )
+        return self
+
+    def side_px(self, height: int, width: int) -> float:
+        """The crop's side in px of an image of ``height x width`` px."""
+        if self.side_um is not None and self.pixel_size_um is not None:
+            return self.side_um / self.pixel_size_um
+        return self.side * min(height, width)

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from pipeline.core.tables import TableSchema
+from pipeline.workflows.plates.efficacy_spec import (
+    DOSE_RESPONSE_TABLE,
+    EFFICACY_MODELS_TABLE,
+    EFFICACY_MORPHOLOGY_TABLE,
+    EFFICACY_TABLE,
+    EFFICACY_WELLS_TABLE,
+)
 from pipeline.workflows.plates.spec import (
+    CROPS_TABLE,
     FEATURES_TABLE,
     PROFILES_NORMALIZED_TABLE,
     PROFILES_TABLE,
@@ -58,6 +66,19 @@ _METADATA = {
     "Metadata_Day": "day of imaging (the thesis: drug on day 7, read-out on day 10)",
 }
 
+_TREATMENT = {
+    "treatment": "drug or combination",
+    "concentration": "concentration (in `unit`)",
+    "unit": "concentration unit",
+    "wells": "replicate wells over all plates",
+    "score": "median well score (larger: more changed)",
+    "score_lower": "lower end of the bootstrap percentile interval of the median",
+    "score_upper": "upper end",
+    "z": "robust z of the median against the untreated wells' scores",
+    "p": "empirical one-sided p-value of the median against the untreated wells' scores",
+    "rank": "1 = most like untreated; ties share a rank",
+}
+
 TABLES: tuple[TableSchema, ...] = (
     TableSchema(
         name=QC_TABLE,
@@ -103,5 +124,119 @@ TABLES: tuple[TableSchema, ...] = (
         "(1.4826 MAD)); NaN for a plate and day without control wells.",
         columns={**_METADATA, **FEATURE_DOCS},
         open_columns=True,
+    ),
+    TableSchema(
+        name=CROPS_TABLE,
+        description="One row per image (stage `spheroid_crops`), in the order of `image`: "
+        "where its crop is centred, whether it is used, and the linear probe's label. "
+        "`train_encoder`, `embed` and the probes select rows with "
+        "`{table: spheroid_crops, where: ok}`.",
+        columns={
+            "image": "position along the `image` dimension",
+            "image_id": "the image's identifier",
+            "plate": "plate name",
+            "well": "well, e.g. B02",
+            "well_key": "plate/well: the unit a split keeps on one side",
+            "day": "day of imaging",
+            "field": "field (view) of the well",
+            "group": "the plate map's group",
+            "centre_x": "crop centre, column (px; NaN: no spheroid, the image centre used)",
+            "centre_y": "crop centre, row (px)",
+            "ok": "passed QC and has a spheroid: trained on, embedded and aggregated",
+            "probe_group": "untreated, single or screening (the thesis' three groups); "
+            "missing for other groups and for images not ok",
+        },
+    ),
+    TableSchema(
+        name=EFFICACY_TABLE,
+        description="One row per treatment (stage `efficacy`, method 1): the median over its "
+        "replicate wells and plates of the deviation of day 10 from the untreated time-series "
+        "model's prediction, ranked from 1 (like untreated) to the most changed.",
+        columns=_TREATMENT
+        | {
+            "score_l2": "median L2 deviation of its wells",
+            "score_cosine": "median cosine deviation (1 - cosine similarity) of its wells",
+            "deterioration_pct": "median predicted deterioration of its wells (%, method 2)",
+            "explosion": "median degree of explosion of its wells (0 intact)",
+            "group": "intact or exploded: what most of its wells are (method 2)",
+            "metric": "the deviation `score` is (l2 or cosine)",
+            "method2_rank": "method 2's rank: intact treatments by deterioration, then "
+            "exploded ones by degree of explosion (1 least affected)",
+        },
+    ),
+    TableSchema(
+        name=EFFICACY_MORPHOLOGY_TABLE,
+        description="The interpretable baseline (stage `efficacy`): the same ranking from "
+        "part 1's morphology alone, a well's score being the norm of its day-10 robust "
+        "z-scores (area change, circularity change, intensity change) against the plate's "
+        "untreated wells.",
+        columns=_TREATMENT,
+    ),
+    TableSchema(
+        name=EFFICACY_WELLS_TABLE,
+        description="One row per plate and well with every day imaged (stage `efficacy`).",
+        columns={
+            "plate": "plate name",
+            "well": "well, e.g. B02",
+            "treatment": "drug or combination (`untreated` for controls)",
+            "concentration": "concentration (in `unit`)",
+            "unit": "concentration unit",
+            "plate_group": "the plate map's group",
+            "control": "an untreated well: trains the time-series model, gives the null",
+            "fold": "cross-validation fold a control well was held out in (-1: not a control)",
+            "score": "deviation of day 10 from the prediction (the ranked metric); controls "
+            "are scored by a model that did not see them",
+            "score_l2": "L2 deviation",
+            "score_cosine": "cosine deviation, 1 - cosine similarity",
+            "z": "robust z of `score` against the controls' scores",
+            "p": "empirical one-sided p-value against the controls' scores",
+            "morphology_score": "the morphology baseline's score",
+            "morphology_z": "its robust z against the controls",
+            "group": "intact or exploded (method 2, from the day-10 debris)",
+            "exploded": "the spheroid disintegrated into debris",
+            "explosion": "degree of explosion: sqrt(debris fraction x debris reach), 0 intact",
+            "debris_fraction": "day-10 Debris_AreaFraction (median of the fields)",
+            "debris_fragments": "day-10 Debris_FragmentCount",
+            "debris_reach": "farthest debris from the body centre, in body radii",
+            "viability": "the end-point viability read-out (NaN: not measured)",
+            "deterioration_measured": "100 (1 - viability / median untreated viability of "
+            "the plate), NaN without a read-out",
+            "deterioration_pct": "predicted deterioration (%): out of fold for read-out wells",
+            "method2_rank": "method 2's rank among treated wells (1 least affected)",
+        },
+    ),
+    TableSchema(
+        name=EFFICACY_MODELS_TABLE,
+        description="The models the `efficacy` stage compared: each time-series candidate's "
+        "out-of-fold error over control wells (the selected one marked), and the "
+        "deterioration model.",
+        columns={
+            "model": "candidate, e.g. ridge(alpha=10), gru, mlp",
+            "mse": "out-of-fold mean squared error per feature on control wells",
+            "mse_persistence": "the same for predicting day 10 = day 9",
+            "folds": "cross-validation folds",
+            "selected": "the model used",
+        },
+        open_columns=True,
+    ),
+    TableSchema(
+        name=DOSE_RESPONSE_TABLE,
+        description="One row per drug (stage `efficacy`): a four-parameter logistic fit of "
+        "the wells' scores against concentration, score = bottom + (top - bottom) / (1 + "
+        "(EC50 / c)^hill); parameters NaN when not fitted.",
+        columns={
+            "treatment": "drug or combination",
+            "unit": "concentration unit",
+            "concentrations": "distinct concentrations",
+            "wells": "wells fitted",
+            "bottom": "score at zero dose",
+            "top": "score at saturating dose",
+            "ec50": "concentration of the half-maximal effect (in `unit`)",
+            "hill": "Hill slope",
+            "rmse": "root mean squared residual of the fit",
+            "converged": "the fit converged inside its bounds",
+            "status": "ok, too_few_concentrations or not_converged",
+            "control_score": "median score of the untreated wells, for reference",
+        },
     ),
 )

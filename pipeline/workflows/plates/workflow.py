@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pipeline.core.registry import ReportSection, StageDef, Workflow
 from pipeline.workflows.plates import tables
+from pipeline.workflows.plates.efficacy_spec import EfficacyParams, efficacy_writes
 from pipeline.workflows.plates.segment_spec import FeatureParams, SegmentParams
 from pipeline.workflows.plates.spec import (
+    CROPS,
+    CROPS_TABLE,
     FEATURES_TABLE,
     MASKS,
     PROFILES_NORMALIZED_TABLE,
     PROFILES_TABLE,
     QC_TABLE,
+    CropParams,
     ProfileParams,
 )
 
@@ -50,7 +54,29 @@ WORKFLOW = Workflow(
                 f"tables/{PROFILES_NORMALIZED_TABLE}.parquet",
             ),
         ),
+        StageDef(
+            "spheroid_crops",
+            CropParams,
+            "pipeline.workflows.plates.crops:spheroid_crops",
+            "a square of fixed physical size centred on every spheroid, for the learned "
+            "representation (train_encoder / embed on spheroid_crops) -> spheroid_crops",
+            writes=(f"store.zarr/{CROPS}/zarr.json", f"tables/{CROPS_TABLE}.parquet"),
+        ),
+        StageDef(
+            "efficacy",
+            EfficacyParams,
+            "pipeline.workflows.plates.efficacy:run_efficacy",
+            "drug-efficacy ranking: deviation of day 10 from a time-series model of untreated "
+            "wells (method 1), bootstrap intervals, dose-response fits, the morphology "
+            "baseline, intact vs exploded with a learned deterioration (method 2) -> efficacy",
+            writes=efficacy_writes,
+        ),
     ),
     tables=tables.TABLES,
-    sections=(ReportSection("plates", 110, "pipeline.workflows.plates.report:plates_section"),),
+    sections=(
+        ReportSection("plates", 110, "pipeline.workflows.plates.report:plates_section"),
+        ReportSection(
+            "efficacy", 120, "pipeline.workflows.plates.efficacy_report:efficacy_section"
+        ),
+    ),
 )

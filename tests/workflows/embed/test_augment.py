@@ -173,6 +173,119 @@ def test_sampled_path_turns_like_the_exact_path() -> None:
     torch.testing.assert_close(sampled, exact, atol=1e-4, rtol=0)
 
 
+# --- any-angle rotation ----------------------------------------------------------------------
+
+
+def soft_disc(h: int, w: int, radius: float) -> torch.Tensor:
+    """A centred disc with a smooth (1 px) edge, so bilinear resampling barely changes it."""
+    yy, xx = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    )
+    return torch.sigmoid(radius - torch.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2))
+
+
+def inscribed(h: int, w: int, out: int) -> torch.Tensor:
+    """Output pixels of a whole h x w image resized to out x out that show input points within
+    half the short side of the centre: any turn keeps those inside the image, so no padding."""
+    i = (torch.arange(out, dtype=torch.float64) + 0.5) * h / out - 0.5 - (h - 1) / 2
+    j = (torch.arange(out, dtype=torch.float64) + 0.5) * w / out - 0.5 - (w - 1) / 2
+    return torch.hypot(i[:, None], j[None, :]) < min(h, w) / 2 - 1
+
+
+def drawn_angles(n: int, h: int, w: int, p: AugmentParams, seed: int) -> torch.Tensor:
+    """The angles (rad) augment_batch turns by: its draws replayed, in order and amount."""
+    g = gen(seed)
+    crop_boxes(n, h, w, p.crop_scale, p.crop_ratio, g)
+    torch.rand(n, 2, generator=g)
+    torch.randint(0, 4, (n,), generator=g)
+    for _ in range(4):  # blur, sigma, brightness, contrast
+        torch.rand(n, generator=g, dtype=torch.float64)
+    return 2.0 * np.pi * torch.rand(n, generator=g, dtype=torch.float64)
+
+
+def test_rotate_turns_an_off_centre_dot_by_the_drawn_angle() -> None:
+    size, radius = 64, 16.0
+    centre = (size - 1) / 2  # pixel centres: the image turns about the middle of the grid
+    yy, xx = torch.meshgrid(
+        torch.arange(size, dtype=torch.float64),
+        torch.arange(size, dtype=torch.float64),
+        indexing="ij",
+    )
+    # A Gaussian dot (sigma 2 px): nothing reaches the border, where reflections would add.
+    dot = torch.exp(-((xx - centre - radius) ** 2 + (yy - centre) ** 2) / 8.0)
+    dot = dot.expand(16, 1, size, size)
+    p = params(rotate=True)
+    y = augment_batch(dot, p, size, gen(7))
+    angle = drawn_angles(16, size, size, p, seed=7)
+    mass = y[:, 0].sum(dim=(1, 2))
+    cx = (y[:, 0] * xx).sum(dim=(1, 2)) / mass - centre
+    cy = (y[:, 0] * yy).sum(dim=(1, 2)) / mass - centre
+    # Counter-clockwise on screen (y down): the dot at angle 0 moves to (cos a, -sin a) r.
+    torch.testing.assert_close(cx, radius * torch.cos(angle), atol=0.3, rtol=0)
+    torch.testing.assert_close(cy, -radius * torch.sin(angle), atol=0.3, rtol=0)
+    # The dot keeps its light, and the angles spread over the whole turn.
+    torch.testing.assert_close(mass, dot[:, 0].sum(dim=(1, 2)), rtol=0.02, atol=0)
+    assert float(angle.min()) < 1.0 and float(angle.max()) > 2 * np.pi - 1.0
+
+
+def test_rotate_leaves_a_centred_disc_a_disc() -> None:
+    # Radius 18 of a 48 px image: its mirror images across the borders start 30 px from the
+    # centre, within reach of a turned view's corners (up to 34 px).
+    disc = soft_disc(48, 48, 18.0).expand(8, 1, 48, 48)
+    y = augment_batch(disc, params(rotate=True), 48, gen(1))
+    keep = inscribed(48, 48, 48)
+    torch.testing.assert_close(y[..., keep], disc[..., keep], atol=0.02, rtol=0)
+    # Outside the inscribed circle a turned view shows the reflections in its corners.
+    assert float((y - disc).abs().amax()) > 0.1
+
+
+def test_rotate_turns_non_square_images_in_pixels_without_shear() -> None:
+    # A disc in a 48 x 80 image, stretched to the 48 x 48 output without a crop: the same
+    # axis-aligned ellipse at every angle. Turning in normalised coordinates instead (whose
+    # x and y px scales differ here) would shear it into a tilted ellipse.
+    disc = soft_disc(48, 80, 14.0).expand(8, 1, 48, 80)
+    still = augment_batch(disc, params(), 48, gen(2))
+    turned = augment_batch(disc, params(rotate=True), 48, gen(2))
+    keep = inscribed(48, 80, 48)
+    torch.testing.assert_close(turned[..., keep], still[..., keep], atol=0.03, rtol=0)
+    assert float((turned - still).abs().amax()) > 0.1  # the turn did happen
+
+
+def test_rotate_is_deterministic_per_seed_and_composes_with_the_rest() -> None:
+    x = smooth_batch(8, 64, channels=3)
+    p = AugmentParams(rotate=True)
+    a = augment_batch(x, p, 48, gen(5))
+    assert a.shape == (8, 3, 48, 48) and torch.isfinite(a).all()
+    assert torch.equal(a, augment_batch(x, p, 48, gen(5)))
+    assert not torch.allclose(a, augment_batch(x, p, 48, gen(6)))
+    # Switching rotate on changes the geometry only: crop, flips, blur and jitter draws stay.
+    assert not torch.allclose(a, augment_batch(x, AugmentParams(), 48, gen(5)))
+
+
+def test_rotate_off_keeps_the_views_as_they_were() -> None:
+    # Sums of views made before `rotate` existed (its draw is appended after all others), in
+    # float64 so they hold to ~1e-12 on any CPU.
+    coarse = torch.randn(4, 1, 4, 4, generator=gen(0), dtype=torch.float64)
+    x = F.interpolate(coarse, size=(32, 32), mode="bicubic", align_corners=False)
+    before = {
+        24: (
+            [-28.46698926309955, -6.908564622227749, 179.59050343019092, 109.92117802604852],
+            [-63.98727977544726, -90.25069524988447, 70.01139466413476, 16.251070403755158],
+        ),
+        32: (
+            [9.786118559578155, -139.71055940105728, 362.51487517780873, -271.2058686839134],
+            [-82.48278869276294, -237.4721254213899, 183.37188761315173, -107.80668660917644],
+        ),
+    }
+    for p, out in ((AugmentParams(), 24), (AugmentParams(crop=False, blur=False), 32)):
+        assert not p.rotate
+        y = augment_batch(x, p, out, gen(3))
+        ramp = torch.arange(out * out, dtype=torch.float64).view(out, out) / (out * out)
+        sums = torch.stack([y.sum(dim=(1, 2, 3)), (y * ramp).sum(dim=(1, 2, 3))])
+        expected = torch.tensor(before[out], dtype=torch.float64)
+        torch.testing.assert_close(sums, expected, rtol=1e-12, atol=1e-10)
+
+
 # --- crop ------------------------------------------------------------------------------------
 
 
@@ -289,3 +402,12 @@ def test_cuda_matches_cpu_for_the_same_generator_state(dtype: torch.dtype) -> No
         amp = augment_batch(x.cuda(), p, 64, gen(11))
     assert amp.dtype == torch.float32
     torch.testing.assert_close(amp.cpu(), cpu, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.gpu
+def test_cuda_rotate_matches_cpu() -> None:
+    x = smooth_batch(16, 96, channels=3)
+    p = AugmentParams(rotate=True)
+    cpu = augment_batch(x, p, 64, gen(12))
+    gpu = augment_batch(x.cuda(), p, 64, gen(12))
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=2e-2, rtol=2e-2)
