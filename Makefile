@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/survival.py
 	$(BIN)/python benchmarks/plates.py
 	$(BIN)/python benchmarks/plate_growth.py
+	$(BIN)/python benchmarks/efficacy.py
 
 clean:
 	rm -rf runs data/demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
