@@ -12,7 +12,7 @@ import pandas as pd
 
 from pipeline.core.tables import read_table
 from pipeline.report.context import ReportContext
-from pipeline.report.figures import grid_png, new_figure, png_bytes, stretch, table_html
+from pipeline.report.figures import grid_png, new_figure, png_bytes, table_html
 from pipeline.report.format import escape, join_parts, read_optional_table, significant
 from pipeline.workflows.plates.dose_response import four_pl
 from pipeline.workflows.plates.efficacy_spec import (
@@ -23,6 +23,7 @@ from pipeline.workflows.plates.efficacy_spec import (
     EFFICACY_WELLS_TABLE,
 )
 from pipeline.workflows.plates.ranking import TREATMENT_KEYS, z_prime
+from pipeline.workflows.plates.report import preview_images
 from pipeline.workflows.plates.spec import CROPS_TABLE
 
 __all__ = ["efficacy_section"]
@@ -172,8 +173,7 @@ def _montage(ctx: ReportContext, wells: pd.DataFrame, ranking: pd.DataFrame) -> 
     target = int(crops.loc[crops["ok"], "day"].max())
     treated = wells[~wells["control"]].sort_values("score")
     picks = pd.concat([treated.head(MONTAGE_WELLS), treated.tail(MONTAGE_WELLS)])
-    arr = ctx.store.open_array("images", mode="r")
-    images, titles = [], []
+    index, titles = [], []
     for _, w in picks.iterrows():
         hit = crops[
             (crops["plate"] == w["plate"])
@@ -183,16 +183,13 @@ def _montage(ctx: ReportContext, wells: pd.DataFrame, ranking: pd.DataFrame) -> 
         ]
         if hit.empty:
             continue
-        img = np.asarray(arr[int(hit["image"].iloc[0])], dtype=np.float32)
-        img = img.mean(axis=-1) if img.ndim == 3 else img
-        step = max(1, int(np.ceil(max(img.shape) / 128)))
-        images.append(stretch(img[::step, ::step]))
+        index.append(int(hit["image"].iloc[0]))
         titles.append(f"{w['plate']} {w['well']} {_label(w)[:22]} s={significant(w['score'])}")
-    if not images:
+    if not index:
         return None
     return ctx.figure(
         "efficacy_montage.png",
-        grid_png(images, titles),
+        grid_png(preview_images(ctx, index), titles),
         f"day {target}: the {MONTAGE_WELLS} least and most changed treated wells",
     )
 

@@ -22,7 +22,7 @@ from pipeline.workflows.plates.spec import (
     QC_TABLE,
 )
 
-__all__ = ["plates_section", "z_prime"]
+__all__ = ["plates_section", "preview_images", "z_prime"]
 
 #: What the heatmaps and trajectories show: (column, label).
 SHOWN = (
@@ -106,7 +106,8 @@ def _trajectories(ctx: ReportContext, profiles: pd.DataFrame) -> str:
     )
 
 
-def _images(ctx: ReportContext, index: list[int]) -> list[np.ndarray]:
+def preview_images(ctx: ReportContext, index: list[int]) -> list[np.ndarray]:
+    """Images ``index`` of the collection, grayscale, shrunk to about 128 px and stretched."""
     arr = ctx.store.open_array("images", mode="r")
     out = []
     for i in index:
@@ -136,7 +137,7 @@ def _time_lapse(ctx: ReportContext, features: pd.DataFrame) -> str | None:
                     titles.append(f"{group} {plate} {well} d{day}")
     if not picked:
         return None
-    png = grid_png(_images(ctx, picked), titles)
+    png = grid_png(preview_images(ctx, picked), titles)
     return ctx.figure("plate_time_lapse.png", png, "time-lapse of sample wells per group")
 
 
@@ -155,7 +156,9 @@ def _qc_part(ctx: ReportContext, qc: pd.DataFrame) -> str:
         examples += [int(i) for i in hit]
         titles += [f"{flag}: {qc['image_id'].iloc[int(i)]}" for i in hit]
     fig = (
-        ctx.figure("plate_qc_examples.png", grid_png(_images(ctx, examples), titles), "QC fails")
+        ctx.figure(
+            "plate_qc_examples.png", grid_png(preview_images(ctx, examples), titles), "QC fails"
+        )
         if examples
         else None
     )
