@@ -12,9 +12,12 @@ as a steep step at an arbitrary concentration with a finite covariance. Such fit
 flagged ``not_converged`` (parameters kept for inspection, not to be trusted): a response
 constant to rounding, or, with more than four points, a fit that does not beat a flat line
 (extra-sum-of-squares F-test of the 4PL against the mean response, p >= :data:`FLAT_P`). So
-about 5 % of flat, noisy series still pass as ``ok`` (the test's false-positive rate), and
-with exactly four points (no residual degrees of freedom) only a constant response is
-caught.
+about 5 % of flat, noisy series still pass as ``ok`` (the test's false-positive rate).
+
+Four points (four concentrations without replicates) are interpolated by the four
+parameters with no residual left to estimate a covariance from: such a fit is always
+``not_converged``. A trusted fit needs at least five points (replicates or a fifth
+concentration).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Final, Literal
 
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
+from scipy.special import expit
 from scipy.stats import f as f_dist
 
 from pipeline.errors import ParameterError
@@ -45,6 +49,11 @@ FLAT_P: Final = 0.05
 #: The EC50 may lie this factor beyond the lowest and highest tested concentrations.
 _EC50_REACH = 100.0
 _HILL_BOUNDS = (0.1, 10.0)
+#: Evaluation budget of the optimiser: a real curve converges in tens of evaluations;
+#: noise on a flat line can crawl along the hill bound for tens of thousands (seconds per
+#: fit), and is flagged ``not_converged`` whichever way it ends.
+_MAX_NFEV = 500
+_LN10 = math.log(10.0)
 
 
 def four_pl(
@@ -116,7 +125,17 @@ class DoseFit:
 
 
 def _model(c: np.ndarray, bottom: float, top: float, log_ec50: float, hill: float) -> np.ndarray:
-    return four_pl(c, bottom, top, 10.0**log_ec50, hill)
+    # four_pl on log10(ec50), written with the logistic so that no power overflows.
+    return np.asarray(bottom + (top - bottom) * expit(hill * _LN10 * (np.log10(c) - log_ec50)))
+
+
+def _jacobian(c: np.ndarray, bottom: float, top: float, log_ec50: float, hill: float) -> np.ndarray:
+    # Analytic derivatives: finite differences along the hill bound (noise on a flat line)
+    # cost most of a fit's time.
+    d = np.log10(c) - log_ec50
+    s = expit(hill * _LN10 * d)
+    slope = (top - bottom) * s * (1.0 - s) * _LN10
+    return np.stack([1.0 - s, s, -hill * slope, d * slope], axis=1)
 
 
 def _no_fit(status: DoseStatus, n_points: int, n_levels: int) -> DoseFit:
@@ -131,7 +150,7 @@ def _beats_flat(c: np.ndarray, r: np.ndarray, popt: np.ndarray) -> bool:
         return False  # constant to rounding: nothing to fit a step to
     dof = r.size - 4
     if dof < 1:
-        return True  # four points are interpolated: no residual to test against
+        return True  # no residual to test against (the covariance check flags these)
     ss_fit = float(np.sum((_model(c, *popt) - r) ** 2))
     if ss_fit <= 0.0:
         return True
@@ -225,7 +244,9 @@ def fit_four_pl(
         # parameters (flagged); nothing reaches the caller.
         warnings.simplefilter("always")
         try:
-            popt, pcov = curve_fit(_model, c, r, p0=start, bounds=(lower, upper), maxfev=20000)
+            popt, pcov = curve_fit(
+                _model, c, r, p0=start, bounds=(lower, upper), jac=_jacobian, maxfev=_MAX_NFEV
+            )
         except (RuntimeError, ValueError):
             return _no_fit(_NOT_CONVERGED, c.size, levels.size)
     bottom, top, log_ec50, hill = (float(v) for v in popt)

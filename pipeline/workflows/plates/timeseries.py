@@ -101,7 +101,9 @@ def _check_finite(x: np.ndarray, y: np.ndarray | None = None) -> None:
         )
 
 
-def _check(inputs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _check(
+    inputs: np.ndarray, target: np.ndarray, minimum: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
     x = _as_inputs(inputs)
     y = np.asarray(target, dtype=np.float64)
     if y.shape != (x.shape[0], x.shape[2]):
@@ -111,7 +113,8 @@ def _check(inputs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarr
             "representation per well"
         )
     _check_finite(x, y)
-    if x.shape[0] < 3:
+    # Cross-validation needs 3 wells (each fold trains on 2 or more); a single fit needs 2.
+    if x.shape[0] < minimum:
         raise ParameterError(
             f"{x.shape[0]} untreated well(s) with every day: the time-series model needs at "
             "least 3 to be fitted and cross-validated; image more untreated wells (tens are "
@@ -276,9 +279,9 @@ def fit_predictor(
     Raises
     ------
     ParameterError
-        On an unknown name, a bad seed or bad inputs (shapes, non-finite wells, < 3 wells).
+        On an unknown name, a bad seed or bad inputs (shapes, non-finite wells, < 2 wells).
     """
-    x, y = _check(inputs, target)
+    x, y = _check(inputs, target, minimum=2)
     _check_seed(seed)
     n, days, features = x.shape
     if params.standardize:
@@ -322,7 +325,7 @@ def fit_predictor(
             loss.backward()
             opt.step()
         net.eval()
-    log.debug("%s: training loss %.4g after %d epochs", name, float(loss), params.epochs)
+    log.debug("%s: training loss %.4g after %d epochs", name, float(loss.detach()), params.epochs)
     return Predictor(name, days, features, mean, std, net=net)
 
 
