@@ -27,11 +27,16 @@ def parse_combinations(text: str) -> int:
     return value
 
 
-def parse_concentration(text: str) -> float:
+def _number(text: str) -> float:
+    """``float(text)``, NaN when it is not a number (so one range check rejects both)."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = math.nan
+        return math.nan
+
+
+def parse_concentration(text: str) -> float:
+    value = _number(text)
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(
             f"expected a positive number (a concentration in uM, e.g. 0.1), got {text!r}"
@@ -40,10 +45,7 @@ def parse_concentration(text: str) -> float:
 
 
 def parse_fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(
             f"expected a fraction in [0, 1] (0: no read-out wells), got {text!r}"
