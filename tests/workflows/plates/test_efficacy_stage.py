@@ -12,12 +12,18 @@ import pandas as pd
 import pytest
 from distributed import Client
 
+from pipeline.core.context import RunContext
 from pipeline.core.jobs import parse_job
 from pipeline.core.runner import run_job
 from pipeline.core.store import RunStore
 from pipeline.core.tables import read_table
+from pipeline.errors import InputError, StoreError
 from pipeline.synth.plate_params import PlateSynthParams
 from pipeline.synth.plates import generate_plates, load_plate_truth
+from pipeline.workflows.plates.crops import spheroid_crops
+from pipeline.workflows.plates.efficacy import run_efficacy
+from pipeline.workflows.plates.efficacy_spec import EfficacyParams
+from pipeline.workflows.plates.spec import CropParams
 
 JOB = """\
 name: efficacy
@@ -122,3 +128,21 @@ def test_the_report_shows_the_ranking(screen: tuple[Path, Path]) -> None:
     html = (path / "report" / "index.html").read_text()
     assert "Drug efficacy" in html and "dose-response" in html
     assert "efficacy_montage.png" in html
+
+
+def test_missing_inputs_are_named_and_nothing_is_written(
+    screen: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, path = screen
+    store = RunStore(str(path))
+    before = store.read_bytes("tables/efficacy.parquet")
+    with pytest.raises(StoreError, match=r"no array 'missing'.*efficacy.representation"):
+        run_efficacy(RunContext(store=store), EfficacyParams(representation="missing"))
+    with pytest.raises(InputError, match=r"viability read-out .* does not exist"):
+        run_efficacy(RunContext(store=store), EfficacyParams(readout=str(tmp_path / "none.csv")))
+    assert store.read_bytes("tables/efficacy.parquet") == before
+    empty = RunStore(str(tmp_path / "empty"))
+    with pytest.raises(StoreError, match="put segment_spheroids and spheroid_features"):
+        spheroid_crops(RunContext(store=empty), CropParams())
+    with pytest.raises(ValueError, match=r"side_um .* and pixel_size_um .* go together"):
+        CropParams(side_um=400)
