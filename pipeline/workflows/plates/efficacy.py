@@ -4,7 +4,8 @@ Document 001's methods, on tables and a small ``(image, feature)`` array (no pix
 
 - **Method 1** (:mod:`~pipeline.workflows.plates.timeseries`): a time-series model of
   untreated spheroids, trained only on untreated wells, predicts each well's target-day
-  representation from its input days; a well's score is the deviation of its actual
+  representation from its input days (by default rolled out from the first, the treatment
+  day: the untreated course); a well's score is the deviation of its actual
   target-day representation from that prediction (L2 and cosine). Every untreated well is
   scored by a model that did not see it (cross-validation), and those scores are the null.
 - **Ranking** (:mod:`~pipeline.workflows.plates.ranking`): per treatment the median score

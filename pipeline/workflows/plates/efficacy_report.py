@@ -244,13 +244,21 @@ def efficacy_section(ctx: ReportContext) -> str | None:
     zp = z_prime(
         wells.loc[positive, "score"].to_numpy(float), wells.loc[control, "score"].to_numpy(float)
     )
-    chosen = models.loc[models["selected"].astype(bool), "model"].tolist()
+    selected = models[models["selected"].astype(bool)]
+    chosen = selected["model"].tolist()
     metric = str(ranking["metric"].iloc[0]) if len(ranking) else "l2"
+    observed = "forecast" in selected and bool(selected["forecast"].eq("observed").any())
+    how = (
+        "predicts from days 7-9 as imaged"
+        if observed
+        else "predicts from day 7, the treatment day, one day at a time (days 8 and 9 are "
+        "its own predictions, so a treated well is compared with an untreated course)"
+    )
     parts: list[str | None] = [
         "<h2>Drug efficacy</h2>",
         f"<p>{len(ranking)} treatments from {len(wells)} wells ({int(control.sum())} untreated). "
         f"A well's score is the {escape(metric)} deviation of its day-10 representation from "
-        "what a time-series model of untreated spheroids predicts from days 7-9 (model: "
+        f"what a time-series model of untreated spheroids {how} (model: "
         f"{escape(', '.join(chosen))}); untreated wells are scored by models that did not see "
         "them and give the null for z and p. Intervals: bootstrap over replicate wells.</p>",
         _ranking_table(ranking),

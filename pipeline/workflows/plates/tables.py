@@ -213,8 +213,11 @@ TABLES: tuple[TableSchema, ...] = (
         columns={
             "model": "candidate, e.g. ridge(alpha=10), gru, mlp",
             "mse": "out-of-fold mean squared error per feature on control wells",
-            "mse_persistence": "the same for predicting day 10 = day 9",
+            "mse_persistence": "the same for predicting day 10 = the last observed day "
+            "(day 7 with forecast rollout, day 9 with observed)",
             "folds": "cross-validation folds",
+            "forecast": "rollout (days 8-10 predicted in turn from day 7) or observed "
+            "(day 10 from the imaged days 7-9)",
             "selected": "the model used",
         },
         open_columns=True,

@@ -9,6 +9,12 @@ over wells and the best is refitted on every control well. The cross-validation'
 out-of-fold predictions score each control well with a model that never saw it: the
 efficacy score's null distribution.
 
+A :class:`Forecaster` chains one such model per predicted day. With ``forecast:
+observed`` it is one model fed the imaged input days; with ``rollout`` only the first input
+day (the treatment day) is observed and the models predict days 8, 9 and 10 in turn, each
+from the days before it, so a treated well is compared with the untreated course from the
+day it was treated rather than with its own, already treated, days 8 and 9.
+
 torch is imported inside the functions that train or run the torch models, so a ridge-only
 run never loads it.
 """
@@ -35,11 +41,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CVResult",
+    "Forecaster",
     "Predictor",
     "candidate_names",
     "cross_validate",
     "deviation",
     "fit_best",
+    "fit_forecaster",
     "fit_predictor",
 ]
 
@@ -329,6 +337,84 @@ def fit_predictor(
     return Predictor(name, days, features, mean, std, net=net)
 
 
+def _observed_days(params: TimeSeriesParams, n_days: int) -> int:
+    """How many leading input days a forecaster takes as imaged."""
+    return 1 if params.forecast == "rollout" else n_days
+
+
+@dataclass(frozen=True)
+class Forecaster:
+    """Fitted models that predict the target day from the first ``observed`` input days.
+
+    ``steps[j]`` predicts day ``observed + j`` (the last step: the target day) from the days
+    before it, the imaged ones followed by the earlier steps' predictions.
+
+    Attributes
+    ----------
+    name : str
+        The candidate every step is (``ridge(alpha=10)``, ``gru`` or ``mlp``).
+    observed : int
+        Leading input days taken as imaged (1 for ``rollout``, all for ``observed``).
+    steps : tuple of Predictor
+        One model per predicted day.
+    """
+
+    name: str
+    observed: int
+    steps: tuple[Predictor, ...]
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """Predict the target day's representation.
+
+        Parameters
+        ----------
+        inputs : numpy.ndarray, shape (n_wells, n_days, n_features)
+            Every input day, in day order (days after the first ``observed`` are not read).
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_wells, n_features)
+        """
+        x = _as_inputs(inputs)
+        days = x[:, : self.observed]
+        for step in self.steps:
+            days = np.concatenate([days, step.predict(days)[:, None]], axis=1)
+        return np.asarray(days[:, -1])
+
+
+def fit_forecaster(
+    name: str, inputs: np.ndarray, target: np.ndarray, params: TimeSeriesParams, seed: int
+) -> Forecaster:
+    """Fit candidate ``name`` as a forecaster (``params.forecast``) on (control) wells.
+
+    Each step is fitted on the imaged days (teacher forcing): step ``j`` maps the wells'
+    first ``observed + j`` days to their day ``observed + j``.
+
+    Parameters
+    ----------
+    name : str
+        As :func:`fit_predictor`.
+    inputs : numpy.ndarray, shape (n_wells, n_days, n_features)
+    target : numpy.ndarray, shape (n_wells, n_features)
+    params : TimeSeriesParams
+    seed : int
+        Step ``j``'s torch model is seeded from ``SeedSequence([seed, j])``.
+
+    Returns
+    -------
+    Forecaster
+    """
+    x, y = _check(inputs, target, minimum=2)
+    _check_seed(seed)
+    days = np.concatenate([x, y[:, None]], axis=1)
+    observed = _observed_days(params, x.shape[1])
+    steps = tuple(
+        fit_predictor(name, days[:, :k], days[:, k], params, _fold_seed(seed, k))
+        for k in range(observed, days.shape[1])
+    )
+    return Forecaster(name, observed, steps)
+
+
 @dataclass(frozen=True)
 class CVResult:
     """K-fold cross-validation of the candidates over control wells.
@@ -339,7 +425,8 @@ class CVResult:
         One row per candidate in :func:`candidate_names` order: ``model``; ``mse``, the
         out-of-fold squared error averaged over wells and features (squared input units;
         ``inf`` when a model's predictions were not finite); ``mse_persistence``, the same
-        for "target = last input day"; ``folds``, the number of folds.
+        for "target = last observed input day" (the first input day with ``rollout``);
+        ``folds``, the number of folds; ``forecast``, ``params.forecast``.
     best : str
         The candidate with the lowest ``mse`` (the first in order on ties).
     oof : numpy.ndarray, shape (n_wells, n_features)
@@ -369,8 +456,8 @@ def cross_validate(
     params : TimeSeriesParams
         The candidates and ``folds`` (capped at ``n_wells``).
     seed : int
-        Shuffles the folds (``KFold(shuffle=True, random_state=seed)``); fold ``k``'s torch
-        models are seeded from ``SeedSequence([seed, k])``.
+        Shuffles the folds (``KFold(shuffle=True, random_state=seed)``); fold ``k``'s
+        forecaster is fitted with seed ``SeedSequence([seed, k])``.
 
     Returns
     -------
@@ -383,13 +470,14 @@ def cross_validate(
     fold_of = np.empty(len(x), dtype=np.int64)
     for fold, (_, test) in enumerate(splits):
         fold_of[test] = fold
-    persistence = float(np.mean((x[:, -1] - y) ** 2))
+    observed = _observed_days(params, x.shape[1])
+    persistence = float(np.mean((x[:, observed - 1] - y) ** 2))
     rows: list[dict[str, object]] = []
     oofs: dict[str, np.ndarray] = {}
     for name in candidate_names(params):
         oof = np.empty_like(y)
         for fold, (train, test) in enumerate(splits):
-            model = fit_predictor(name, x[train], y[train], params, _fold_seed(seed, fold))
+            model = fit_forecaster(name, x[train], y[train], params, _fold_seed(seed, fold))
             oof[test] = model.predict(x[test])
         mse = float(np.mean((oof - y) ** 2))
         if not math.isfinite(mse):
@@ -397,16 +485,24 @@ def cross_validate(
             log.warning("%s gave non-finite predictions in cross-validation; try a lower lr", name)
             mse = math.inf
         oofs[name] = oof
-        rows.append({"model": name, "mse": mse, "mse_persistence": persistence, "folds": k})
+        rows.append(
+            {
+                "model": name,
+                "mse": mse,
+                "mse_persistence": persistence,
+                "folds": k,
+                "forecast": params.forecast,
+            }
+        )
         log.debug("%s: out-of-fold mse %.4g (persistence %.4g)", name, mse, persistence)
-    table = pd.DataFrame(rows, columns=["model", "mse", "mse_persistence", "folds"])
+    table = pd.DataFrame(rows, columns=["model", "mse", "mse_persistence", "folds", "forecast"])
     best = str(table["model"].iloc[int(np.argmin(table["mse"].to_numpy()))])
     return CVResult(table, best, oofs[best], fold_of)
 
 
 def fit_best(
     inputs: np.ndarray, target: np.ndarray, params: TimeSeriesParams, seed: int
-) -> tuple[Predictor, CVResult]:
+) -> tuple[Forecaster, CVResult]:
     """Cross-validate the candidates, then refit the best on every control well.
 
     Parameters
@@ -419,13 +515,13 @@ def fit_best(
 
     Returns
     -------
-    predictor : Predictor
+    predictor : Forecaster
         The best candidate fitted on all wells (for treated wells: score control wells with
         ``cv.oof``, which never saw them).
     cv : CVResult
     """
     cv = cross_validate(inputs, target, params, seed)
-    return fit_predictor(cv.best, inputs, target, params, seed), cv
+    return fit_forecaster(cv.best, inputs, target, params, seed), cv
 
 
 def deviation(

@@ -12,11 +12,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ModelKind", "TimeSeriesParams"]
+__all__ = ["Forecast", "ModelKind", "TimeSeriesParams"]
 
 #: The candidate model families: ridge on the stacked days, a GRU over the days, an MLP on
 #: the stacked days.
 ModelKind = Literal["ridge", "gru", "mlp"]
+
+#: How the target day is predicted from the input days: ``rollout`` observes only the first
+#: input day and predicts each later day from the days before it (its own predictions);
+#: ``observed`` feeds every input day as imaged.
+Forecast = Literal["rollout", "observed"]
 
 
 class TimeSeriesParams(BaseModel):
@@ -52,6 +57,16 @@ class TimeSeriesParams(BaseModel):
     standardize : bool, default True
         Z-score every feature with the training wells' mean and std over all input days
         before fitting; predictions are returned in the original units.
+    forecast : {"rollout", "observed"}, default "rollout"
+        ``observed``: the target day is predicted from the input days as imaged. On a
+        treated well those days already carry the drug's effect (it is applied on the first
+        input day), so the model follows the well's own trajectory and the deviation sees
+        only the last day's change. ``rollout``: only the first input day is observed; one
+        model per day (trained, like the others, on control wells' imaged days) predicts
+        each later day from the days before it, feeding its predictions forward, so the
+        prediction is an untreated spheroid's course from the treatment day and the
+        deviation sees every day of the drug's effect. ``benchmarks/efficacy.py`` compares
+        the two rankings.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -81,6 +96,12 @@ class TimeSeriesParams(BaseModel):
     standardize: bool = Field(
         True,
         description="Z-score features with the training wells' input-day mean and std.",
+    )
+    forecast: Forecast = Field(
+        "rollout",
+        description="rollout: predict every day after the first from the model's own "
+        "predictions (an untreated course from the treatment day); observed: feed the "
+        "imaged input days.",
     )
 
     @field_validator("models")

@@ -56,10 +56,12 @@ def test_candidate_names_list_each_penalty_then_the_networks() -> None:
 
 def test_ridge_learns_the_trend_that_persistence_misses() -> None:
     x, y = growing_wells()
-    cv = cross_validate(x, y, TimeSeriesParams(models=["ridge"]), seed=0)
+    params = TimeSeriesParams(models=["ridge"], forecast="observed")
+    cv = cross_validate(x, y, params, seed=0)
     assert isinstance(cv, CVResult)
-    assert list(cv.table.columns) == ["model", "mse", "mse_persistence", "folds"]
-    assert list(cv.table["model"]) == candidate_names(TimeSeriesParams(models=["ridge"]))
+    assert list(cv.table.columns) == ["model", "mse", "mse_persistence", "folds", "forecast"]
+    assert list(cv.table["model"]) == candidate_names(params)
+    assert set(cv.table["forecast"]) == {"observed"}
     np.testing.assert_allclose(cv.table["mse_persistence"], np.mean((x[:, -1] - y) ** 2))
     row = cv.table.set_index("model").loc[cv.best]
     # The change is x[-1] - x[-2] (about 1.6 per day squared): ridge gets it to the noise.
@@ -155,7 +157,7 @@ def test_out_of_fold_predictions_never_see_the_well() -> None:
     x[0, :, 2] = 10.0
     y[0, 2] = 10.0
     y[0, 0] += 20.0
-    params = TimeSeriesParams(models=["ridge"], alphas=[1e-3])
+    params = TimeSeriesParams(models=["ridge"], alphas=[1e-3], forecast="observed")
     cv = cross_validate(x, y, params, seed=0)
     out_of_fold = float(np.linalg.norm(cv.oof[0] - y[0]))
     in_sample = float(np.linalg.norm(fit_predictor(cv.best, x, y, params, 0).predict(x)[0] - y[0]))
@@ -166,7 +168,8 @@ def test_out_of_fold_predictions_never_see_the_well() -> None:
 def test_treated_well_deviates_more_than_untreated_ones() -> None:
     x, y = growing_wells(n=25, seed=1)
     control_x, control_y = x[:20], y[:20]
-    predictor, cv = fit_best(control_x, control_y, TimeSeriesParams(models=["ridge"]), seed=0)
+    params = TimeSeriesParams(models=["ridge"], forecast="observed")
+    predictor, cv = fit_best(control_x, control_y, params, seed=0)
     # Treated wells: the same trend up to day 9, then a day-10 shift away from it.
     treated_x, treated_y = x[20:], y[20:] + np.array([-3.0, 2.0, -3.0, 2.0])
     null = deviation(control_y, cv.oof, "l2")
@@ -174,6 +177,48 @@ def test_treated_well_deviates_more_than_untreated_ones() -> None:
     untreated_held_out = deviation(y[20:], predictor.predict(treated_x), "l2")
     assert treated.min() > null.max()
     assert treated.min() > untreated_held_out.max()
+
+
+def treated_from_day_one(
+    n: int = 30, features: int = 3, days: int = 4, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wells growing at one common rate (plus noise) from day 0; the last 6 are "treated"
+    from day 0 on: they grow at a quarter of the rate. Returns inputs, target, treated."""
+    rng = np.random.default_rng(seed)
+    rate = np.where(np.arange(n) >= n - 6, 0.25, 1.0)[:, None, None]
+    t = np.arange(days, dtype=np.float64)[None, :, None]
+    series = rng.normal(5.0, 1.0, (n, 1, features)) + rate * t
+    series = series + rng.normal(0.0, 0.05, series.shape)
+    return series[:, :-1], series[:, -1], np.arange(n) >= n - 6
+
+
+def test_rollout_predicts_the_untreated_course_from_the_first_day() -> None:
+    x, y, treated = treated_from_day_one()
+    scores = {}
+    for forecast in ("rollout", "observed"):
+        params = TimeSeriesParams(models=["ridge"], alphas=[0.1], forecast=forecast)
+        predictor, cv = fit_best(x[~treated], y[~treated], params, seed=0)
+        assert cv.table["forecast"].tolist() == [forecast]
+        # Persistence is "the target looks like the last observed day".
+        last = 0 if forecast == "rollout" else -1
+        np.testing.assert_allclose(
+            cv.table["mse_persistence"], np.mean((x[~treated, last] - y[~treated]) ** 2)
+        )
+        assert cv.table["mse"].iloc[0] < 0.05 * cv.table["mse_persistence"].iloc[0]
+        assert len(predictor.steps) == (3 if forecast == "rollout" else 1)
+        scores[forecast] = deviation(y[treated], predictor.predict(x[treated]), "l2")
+        null = deviation(y[~treated], cv.oof, "l2")
+        assert scores[forecast].min() > null.max()
+    # A rollout only reads the first day: the treated wells' slower days 1-2 do not pull
+    # its prediction along, so it sees the three days' lost growth (3 x 0.75 per feature);
+    # the observed model follows the treated days and sees much less of it.
+    np.testing.assert_allclose(scores["rollout"], 2.25 * np.sqrt(3), rtol=0.15)
+    assert scores["observed"].max() < 0.5 * scores["rollout"].min()
+    params = TimeSeriesParams(models=["ridge"], alphas=[0.1])
+    predictor, _ = fit_best(x[~treated], y[~treated], params, seed=0)
+    changed = x.copy()
+    changed[:, 1:] += 100.0
+    np.testing.assert_array_equal(predictor.predict(changed), predictor.predict(x))
 
 
 def test_deviation_metrics() -> None:
