@@ -26,11 +26,9 @@ on CPU.
 from __future__ import annotations
 
 import logging
-import queue
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,11 +36,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from distributed import get_worker
+from distributed import Future, get_worker
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 
 from pipeline.compute.dispatch import task_resources, training_worker
+from pipeline.compute.events import wait_relaying
 from pipeline.compute.serving import amp_dtype, autocast, pick_device
 from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
@@ -520,38 +519,25 @@ def run_supervised_baseline(ctx: RunContext, params: SupervisedParams) -> dict[s
         workers = client.scheduler_info(n_workers=-1)["workers"]
         address, host_threads = training_worker(workers)
         topic = f"pipeline-supervised-{uuid.uuid4().hex}"
-        events: queue.Queue[dict[str, Any]] = queue.Queue()
-        client.subscribe_topic(topic, lambda event: events.put(event[1]))
         log.info("%s: training on worker %s", _STAGE, address)
-        future = client.submit(
-            _task,
-            store.url,
-            dict(store.storage_options),
-            params,
-            plan,
-            params.threads or host_threads,
-            topic,
-            workers=[address],
-            allow_other_workers=True,
-            resources=task_resources(workers),
-            pure=False,
-            key=f"supervised-baseline-{uuid.uuid4().hex[:8]}",
-        )
-        try:
-            while True:
-                try:
-                    rows = future.result(timeout=0.5)
-                    break
-                except FutureTimeout:
-                    pass
-                finally:
-                    while not events.empty():
-                        on_fit(events.get())
-        except BaseException:
-            client.cancel([future])
-            raise
-        finally:
-            client.unsubscribe_topic(topic)
+
+        def submit() -> Future:
+            return client.submit(
+                _task,
+                store.url,
+                dict(store.storage_options),
+                params,
+                plan,
+                params.threads or host_threads,
+                topic,
+                workers=[address],
+                allow_other_workers=True,
+                resources=task_resources(workers),
+                pure=False,
+                key=f"supervised-baseline-{uuid.uuid4().hex[:8]}",
+            )
+
+        rows = wait_relaying(client, topic, submit, on_fit)
     progress(label, len(rows), total)  # the last fit's event may arrive after the result
     table = pd.DataFrame(rows, columns=list(SUPERVISED_COLUMNS))
     table = table.astype(

@@ -15,19 +15,18 @@ from __future__ import annotations
 import io
 import logging
 import math
-import queue
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from distributed import get_worker
+from distributed import Future, get_worker
 
 from pipeline.compute.dispatch import task_resources, training_worker
+from pipeline.compute.events import wait_relaying
 from pipeline.compute.serving import amp_dtype, pick_device
 from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore, config_key
@@ -336,8 +335,6 @@ def run_train_encoder(ctx: RunContext, params: TrainEncoderParams) -> dict[str, 
     address, host_threads = training_worker(workers)
     threads = params.threads or host_threads
     topic = f"pipeline-train-{train_key}"
-    events: queue.Queue[dict[str, Any]] = queue.Queue()
-    client.subscribe_topic(topic, lambda event: events.put(event[1]))
     log.info(
         "train_encoder: %d image(s) of %r, %s, %d epoch(s) on worker %s (%d thread(s))",
         int(keep.sum()),
@@ -348,41 +345,32 @@ def run_train_encoder(ctx: RunContext, params: TrainEncoderParams) -> dict[str, 
         threads,
     )
     progress("train_encoder", 0, params.epochs)
-    future = client.submit(
-        _train_task,
-        store.url,
-        dict(store.storage_options),
-        params,
-        config,
-        keep,
-        seed,
-        train_key,
-        threads,
-        params.resume and not redo,
-        topic,
-        out,
-        workers=[address],
-        allow_other_workers=True,
-        resources=task_resources(workers),
-        pure=False,
-        key=f"train-encoder-{train_key}-{uuid.uuid4().hex[:8]}",
-    )
-    try:
-        while True:
-            try:
-                result = future.result(timeout=0.5)
-                break
-            except FutureTimeout:
-                pass
-            finally:
-                while not events.empty():
-                    row = events.get()
-                    progress("train_encoder", int(row["epoch"]), int(row["epochs"]))
-    except BaseException:
-        client.cancel([future])
-        raise
-    finally:
-        client.unsubscribe_topic(topic)
+
+    def submit() -> Future:
+        return client.submit(
+            _train_task,
+            store.url,
+            dict(store.storage_options),
+            params,
+            config,
+            keep,
+            seed,
+            train_key,
+            threads,
+            params.resume and not redo,
+            topic,
+            out,
+            workers=[address],
+            allow_other_workers=True,
+            resources=task_resources(workers),
+            pure=False,
+            key=f"train-encoder-{train_key}-{uuid.uuid4().hex[:8]}",
+        )
+
+    def on_event(row: dict[str, Any]) -> None:
+        progress("train_encoder", int(row["epoch"]), int(row["epochs"]))
+
+    result = wait_relaying(client, topic, submit, on_event)
     log.info(
         "train_encoder: %d epoch(s) on %s, final loss %.4f, checkpoint %s",
         result["epochs"],
