@@ -168,12 +168,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{out.target('deterioration >= 0.85', det >= 0.85)})"
         )
         first = {n: read_table(store, n) for n in ("efficacy", "efficacy_wells", "dose_response")}
-        run_job(parse_job(_job(data, store_path, args.epochs, 1)), force=[UPTO])
-        same = all(first[n].equals(read_table(store, n)) for n in first)
-        out.report(
-            "efficacy rerun on 1 worker: tables "
-            f"{'identical' if same else 'DIFFERENT'} ({out.target('seeded, 1 vs 2 workers', same)})"
-        )
         # The same representations with the model fed the imaged days 7-9 (forecast:
         # observed): the comparison behind the default, rollout.
         run_job(parse_job(_job(data, store_path, args.epochs, 2, "observed")), force=[UPTO])
@@ -183,6 +177,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{rho(observed, 'score_l2'):.3f}, cosine {rho(observed, 'score_cosine'):.3f}) "
             f"vs rollout {learned:.3f}"
         )
+        # Back to the default on 1 worker: the same tables as the 2-worker run, and the store
+        # is left as the job writes it.
+        run_job(parse_job(_job(data, store_path, args.epochs, 1)), force=[UPTO])
+        same = all(first[n].equals(read_table(store, n)) for n in first)
+        out.report(
+            "efficacy rerun on 1 worker: tables "
+            f"{'identical' if same else 'DIFFERENT'} ({out.target('seeded, 1 vs 2 workers', same)})"
+        )
+
     finally:
         if own and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
