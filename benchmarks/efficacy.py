@@ -14,7 +14,7 @@ embeddings, ranking) as a job on a local cluster, then compares with ``truth.csv
 * for comparison, the ranking with ``timeseries.forecast: observed`` (day 10 predicted from
   the imaged days 7-9) instead of the default rollout from day 7.
 
-    .venv/bin/python benchmarks/efficacy.py [--plates 2] [--size 256] [--epochs 40]
+    .venv/bin/python benchmarks/efficacy.py [--plates 2] [--size 256] [--epochs N]
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ MODULES = (
 UPTO = "efficacy"
 
 
-def _job(data: Path, store: Path, epochs: int, workers: int, forecast: str = "rollout") -> str:
+def _job(
+    data: Path, store: Path, epochs: int | None, workers: int, forecast: str = "rollout"
+) -> str:
     spec = yaml.safe_load((ROOT / "jobs" / "plate_screen.yaml").read_text())
     steps = []
     for step in spec["stages"]:
@@ -60,7 +62,7 @@ def _job(data: Path, store: Path, epochs: int, workers: int, forecast: str = "ro
             params.update(
                 index=str(data / "image_index.csv"), plate_map=str(data / "plate_map.csv")
             )
-        if step["stage"] == "train_encoder":
+        if step["stage"] == "train_encoder" and epochs is not None:
             params["epochs"] = epochs
         if step["stage"] == "efficacy":
             params["readout"] = str(data / "viability.csv")
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--plates", type=int, default=2)
     ap.add_argument("--size", type=int, default=256, help="image side (default 256)")
-    ap.add_argument("--epochs", type=int, default=40, help="SimCLR epochs (default 40)")
+    ap.add_argument("--epochs", type=int, default=None, help="SimCLR epochs (default: the job's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the working folder")
