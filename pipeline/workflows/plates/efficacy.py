@@ -14,7 +14,8 @@ Document 001's methods, on tables and a small ``(image, feature)`` array (no pix
   (:mod:`~pipeline.workflows.plates.dose_response`).
 - **Morphology baseline**: the same ranking from part 1's normalised profiles alone.
 - **Method 2** (:mod:`~pipeline.workflows.plates.explosion`): intact vs exploded, intact
-  wells ranked by a deterioration percentage learned from a viability read-out.
+  wells ranked by a deterioration percentage learned from a viability read-out (on the
+  representation's change from the treatment day by default).
 """
 
 from __future__ import annotations
@@ -122,8 +123,9 @@ def score_wells(
         fold a control well was held out in, -1 for the others).
     models : DataFrame
         The cross-validation table of the candidate models (``selected`` marks the best).
-    target : numpy.ndarray, shape (n_wells, n_features)
-        The wells' target-day representations (for method 2).
+    readout_features : numpy.ndarray, shape (n_wells, n_features)
+        What method 2's deterioration model reads (``params.readout_features``): the
+        target-day representations, or their change from the first input day.
     """
     series = well_series(means, params.input_days, params.target_day)
     wells = series.wells.merge(plate_map, on=["plate", "well"], how="left", validate="1:1")
@@ -161,6 +163,8 @@ def score_wells(
         int(models["folds"].iloc[0]),
         n_control,
     )
+    if params.readout_features == "change":
+        return wells, models, series.target - series.inputs[:, 0]
     return wells, models, series.target
 
 
@@ -254,7 +258,7 @@ def run_efficacy(ctx: RunContext, params: EfficacyParams) -> dict[str, int | flo
     means = well_day_means(values.reshape(len(values), -1), crops)
     plate_map = _plate_map(profiles)
 
-    wells, models, target = score_wells(means, plate_map, params, seed)
+    wells, models, readout_features = score_wells(means, plate_map, params, seed)
     control = wells["control"].to_numpy(bool)
     null = wells.loc[control, "score"].to_numpy(np.float64)
 
@@ -276,7 +280,7 @@ def run_efficacy(ctx: RunContext, params: EfficacyParams) -> dict[str, int | flo
         joined = wells[["plate", "well"]].merge(readout, on=["plate", "well"], how="left")
         wells["viability"] = joined["viability"].to_numpy(np.float64)
         model = fit_deterioration(
-            target,
+            readout_features,
             wells["viability"].to_numpy(np.float64),
             wells["plate"].to_numpy(str),
             control,

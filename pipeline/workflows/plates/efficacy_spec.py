@@ -95,6 +95,11 @@ class EfficacyParams(BaseModel):
         no deterioration model (method 2 ranks exploded wells only by their debris).
     readout_alphas : list of float
         Ridge penalties the deterioration model chooses from by cross-validation.
+    readout_features : {"change", "target_day"}
+        What the deterioration model reads from the frozen representations: ``change``, the
+        target day's minus the first input day's (the treatment day's), so a spheroid that
+        started large is not taken for one that grew; ``target_day``, the target day's
+        alone. ``benchmarks/efficacy.py`` measured ``change`` clearly better.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -112,6 +117,7 @@ class EfficacyParams(BaseModel):
     explosion: ExplosionParams = Field(default_factory=ExplosionParams)
     readout: str | None = None
     readout_alphas: list[float] = Field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1000.0])
+    readout_features: Literal["change", "target_day"] = "change"
 
     @field_validator("input_days")
     @classmethod

@@ -183,7 +183,8 @@ def fit_deterioration(
     Parameters
     ----------
     features : numpy.ndarray, shape (n_wells, n_features)
-        The wells' target-day representations.
+        The wells' frozen representations (the target day's, or its change from the
+        treatment day).
     viability : numpy.ndarray, shape (n_wells,)
         Read-out viability, NaN where a well has none.
     plate : numpy.ndarray, shape (n_wells,)

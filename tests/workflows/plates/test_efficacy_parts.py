@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 
 from pipeline.errors import InputError
 from pipeline.workflows.plates.crops import crop_spheroid
-from pipeline.workflows.plates.efficacy_spec import ExplosionParams
+from pipeline.workflows.plates.efficacy import score_wells
+from pipeline.workflows.plates.efficacy_spec import EfficacyParams, ExplosionParams
 from pipeline.workflows.plates.explosion import (
     explosion_measures,
     fit_deterioration,
@@ -21,6 +23,7 @@ from pipeline.workflows.plates.explosion import (
 )
 from pipeline.workflows.plates.ranking import empirical_p, rank_treatments, robust_z, z_prime
 from pipeline.workflows.plates.representations import well_day_means, well_series
+from pipeline.workflows.plates.timeseries_spec import TimeSeriesParams
 
 
 def test_crop_is_centred_on_the_spheroid_and_padded_with_background() -> None:
@@ -126,3 +129,52 @@ def test_well_day_means_average_usable_fields_only() -> None:
     series = well_series(means, [7], 10)
     assert series.incomplete == 1 and series.inputs.shape == (1, 1, 1)
     assert series.target[0, 0] == 5.0
+
+
+def test_deterioration_reads_the_change_since_the_treatment_day() -> None:
+    # Spheroids start at very different sizes; a drug slows their growth. Day 10 alone
+    # mixes the start with the effect; its change from day 7 is the effect only.
+    rng = np.random.default_rng(1)
+    n = 80
+    effect = np.where(np.arange(n) < 20, 0.0, rng.uniform(0, 1, n))
+    start = rng.normal(0, 3, n)
+    days = np.arange(7, 11)
+    values = start[:, None] + np.outer(1 - effect, days - 7) + rng.normal(0, 0.05, (n, 4))
+    wells = [f"W{i:02d}" for i in range(n)]
+    images = pd.DataFrame(
+        {"plate": "P1", "well": np.repeat(wells, 4), "day": np.tile(days, n), "ok": True}
+    )
+    noise = rng.normal(size=(4 * n, 2))  # two uninformative features
+    means = well_day_means(np.column_stack([values.ravel(), noise]), images)
+    plate_map = pd.DataFrame(
+        {
+            "plate": "P1",
+            "well": wells,
+            "treatment": ["untreated"] * 20 + ["drug"] * (n - 20),
+            "concentration": 1.0,
+            "unit": "uM",
+            "plate_group": ["untreated"] * 20 + ["screening"] * (n - 20),
+        }
+    )
+    viability = 1 - effect
+    viability[1::2] = np.nan
+    held = np.isnan(viability) & (effect > 0)
+    got = {}
+    for kind in ("change", "target_day"):
+        params = EfficacyParams(
+            readout_features=kind, timeseries=TimeSeriesParams(models=["ridge"]), bootstrap=0
+        )
+        wells_table, _, features = score_wells(means, plate_map, params, seed=0)
+        pos = np.searchsorted(wells, wells_table["well"].to_numpy())  # table row -> well
+        assert features.shape == (n, 3)
+        model = fit_deterioration(
+            features,
+            viability[pos],
+            np.array(["P1"] * n),
+            wells_table["control"].to_numpy(bool),
+            alphas=[0.1, 10.0],
+            seed=0,
+        )
+        got[kind] = spearmanr(model.predicted[held[pos]], effect[pos][held[pos]]).statistic
+    assert got["change"] > 0.95
+    assert got["change"] > got["target_day"] + 0.2
