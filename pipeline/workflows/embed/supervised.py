@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -274,6 +274,21 @@ def _fit(
     return model
 
 
+def _plain_batches(
+    images: np.ndarray,
+    rows: np.ndarray,
+    params: SupervisedParams,
+    config: EncoderConfig,
+    device: torch.device,
+) -> Iterator[torch.Tensor]:
+    """``images[rows]`` unaugmented, in batches on ``device`` (channels-last on CUDA)."""
+    for a, b in _batches(len(rows), params.batch_size):
+        x = prepare_batch(images[rows[a:b]], config).to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        yield x
+
+
 def _precise_bn(
     model: _Classifier,
     images: np.ndarray,
@@ -297,10 +312,7 @@ def _precise_bn(
         m.momentum = None
     model.train()
     with torch.no_grad(), autocast(device, params.amp):
-        for a, b in _batches(len(rows), params.batch_size):
-            x = prepare_batch(images[rows[a:b]], config).to(device, non_blocking=True)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+        for x in _plain_batches(images, rows, params, config, device):
             model(x)
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
@@ -318,10 +330,7 @@ def _predict(
     model.eval()
     out = []
     with torch.no_grad(), autocast(device, params.amp):
-        for a, b in _batches(len(rows), params.batch_size):
-            x = prepare_batch(images[rows[a:b]], config).to(device, non_blocking=True)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+        for x in _plain_batches(images, rows, params, config, device):
             out.append(model(x).float().argmax(dim=1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
