@@ -33,6 +33,10 @@ class RunContext:
     step : str
         Name of the job step being run; outputs named after their step use it. Empty: the
         stage's own name.
+    upstream : str
+        Config hash of the job's steps before this one, which made its inputs: state a stage
+        keeps across runs (a training checkpoint to resume) is reused only under the same
+        one. Empty outside a job.
     seed : int
         The job's seed; stages derive their random generators from it.
     forced : bool
@@ -44,6 +48,7 @@ class RunContext:
     store: RunStore
     client: Client | None = None
     step: str = ""
+    upstream: str = ""
     seed: int = 0
     forced: bool = False
     progress: ProgressFn = no_progress

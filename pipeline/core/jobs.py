@@ -85,14 +85,16 @@ class JobSpec(BaseModel):
 
 @dataclass(frozen=True)
 class JobStep:
-    """A validated step: its unique name, its stage, its parameters, its config hash and the
-    store paths it writes."""
+    """A validated step: its unique name, its stage, its parameters, its config hash, the
+    store paths it writes, and ``upstream``, the config hash of the steps before it (what made
+    its inputs; empty for the first step)."""
 
     name: str
     stage: StageDef
     params: BaseModel
     config_hash: str
     writes: tuple[str, ...] = ()
+    upstream: str = ""
 
 
 @dataclass(frozen=True)
@@ -549,8 +551,8 @@ def build_job(
                     "give this step another `name:` (its outputs are named after it)",
                 )
         earlier.append(EarlierStep(step_name, stage_name, params, writes))
-        upstream = _config_hash(stage_name, params, seed, upstream)
-        steps.append(JobStep(step_name, stage, params, upstream, writes))
+        before, upstream = upstream, _config_hash(stage_name, params, seed, upstream)
+        steps.append(JobStep(step_name, stage, params, upstream, writes, before))
     if problems.items or spec is None:
         raise JobSpecError(problems.items, source)
     return Job(spec=spec, steps=tuple(steps), source=source)

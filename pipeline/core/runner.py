@@ -240,6 +240,7 @@ def _run_locked(
                 store=store,
                 client=c,
                 step=step.name,
+                upstream=step.upstream,
                 seed=job.spec.seed,
                 forced=step.name in force,
                 progress=progress,

@@ -141,6 +141,11 @@ def test_config_hash_chains_through_the_steps() -> None:
     assert report_changed.step("report").config_hash != base.step("report").config_hash
     # Changing an upstream stage changes the hash of everything after it.
     assert input_changed.step("report").config_hash != base.step("report").config_hash
+    # Each step knows the hash of the steps before it (what made its inputs).
+    assert base.steps[0].upstream == ""
+    for before, step in zip(base.steps, base.steps[1:], strict=False):
+        assert step.upstream == before.config_hash
+    assert report_changed.steps[-1].upstream == base.steps[-1].upstream
 
 
 def test_missing_spec_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

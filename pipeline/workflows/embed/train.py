@@ -329,6 +329,9 @@ def run_train_encoder(ctx: RunContext, params: TrainEncoderParams) -> dict[str, 
             "params": params.model_dump(mode="json", exclude=tuning),
             "seed": seed,
             "rows": [int(n_total), int(keep.sum())],
+            # The steps that made the input: re-cut crops are other images, so the old
+            # weights must not be resumed on them.
+            "upstream": ctx.upstream,
         }
     )
     workers = client.scheduler_info(n_workers=-1)["workers"]

@@ -99,6 +99,19 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path: Path)
     np.testing.assert_array_equal(la["loss"], lb["loss"])  # epochs 1-2 kept from the first try
 
 
+def test_a_finished_run_resumes_only_on_the_inputs_it_was_trained_on(
+    client: Client, tmp_path: Path
+) -> None:
+    # Re-cut crops keep their row count: only the steps before training tell them apart.
+    store = make_store(tmp_path / "run", blobs(16, 64, seed=4)[0])
+    params = TrainEncoderParams(epochs=1, **SMALL)  # type: ignore[arg-type]
+    first = run_train_encoder(RunContext(store, client, upstream="crops-a"), params)
+    again = run_train_encoder(RunContext(store, client, upstream="crops-a"), params)
+    assert (first["epochs"], again["epochs"], again["start_epoch"]) == (1, 0, 1)
+    recut = run_train_encoder(RunContext(store, client, upstream="crops-b"), params)
+    assert (recut["epochs"], recut["start_epoch"]) == (1, 0)
+
+
 def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not(tmp_path: Path) -> None:
     images = blobs(24, 64, seed=3)[0]
     params = TrainEncoderParams(epochs=1, **SMALL)  # type: ignore[arg-type]
