@@ -10,6 +10,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "PLATE_GROUPS",
     "IngestParams",
+    "MaskIngestParams",
     "ModePolicy",
     "MosaicParams",
     "PlateFormatSize",
@@ -209,3 +210,36 @@ class PlateIngestParams(BaseModel):
     def ingest_options(self) -> dict[str, object]:
         """The options this ingest passes to :class:`IngestParams` (all but ``sources``)."""
         return self.model_dump(include=set(IngestParams.model_fields) - {"sources"})
+
+
+class MaskIngestParams(BaseModel):
+    """Parameters of ``ingest_masks``: each image's ground-truth mask, as ``masks``.
+
+    Attributes
+    ----------
+    source : str, optional
+        Where the masks are:
+
+        - a folder of masks matched to the images by file name (stem): ``masks/a.png`` is
+          ``images/a.tif``'s mask (the Data Science Bowl's flat image/mask layout), or holds
+          per-image folders ``masks/a/*.png`` of one binary file per nucleus;
+        - a CSV or Parquet manifest with a ``mask_path`` column and a ``path`` (the image,
+          as the ingest's manifest gives it) or ``image_id`` column; relative paths are
+          relative to the manifest's folder.
+
+        None (default): the ingest manifest's ``mask_path`` column when the images table has
+        one, else the ``masks`` folder beside each image's folder (``root/images/a.png`` ->
+        ``root/masks/a.png`` or ``root/masks/a/``), and for the Data Science Bowl's own
+        layout (``<id>/images/<id>.png``), every file of ``<id>/masks/``.
+    connectivity : {1, 2}
+        Neighbourhood that joins pixels of a *binary* mask into one object (1: 4-connected,
+        as nuclei that merely touch at a corner stay apart; 2: 8-connected). Label images
+        keep their labels.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str | None = Field(
+        None, min_length=1, description="masks folder or manifest (mask_path); default: beside"
+    )
+    connectivity: Literal[1, 2] = Field(1, description="binary masks: 4- (1) or 8- (2) connected")

@@ -48,6 +48,20 @@ TABLES: tuple[TableSchema, ...] = (
         open_columns=True,
     ),
     TableSchema(
+        name="masks",
+        description="One row per image (ingest_masks): where its ground-truth mask came from "
+        "and what it holds, in the order of the `image` dimension.",
+        columns={
+            "image": "position along the `image` dimension of store.zarr (0-based)",
+            "image_id": "as in `images`",
+            "mask": "the mask file, or the folder of its per-object files",
+            "format": "label (a label image, kept), binary (labelled by connected "
+            "components) or instances (one binary file per object)",
+            "objects": "objects (distinct non-zero labels) in `masks` for the image",
+            "foreground_fraction": "fraction of the image's pixels inside an object",
+        },
+    ),
+    TableSchema(
         name="quarantine",
         description="One row per input set aside; the run went on without it.",
         columns={

@@ -1,11 +1,11 @@
-"""What the io layer contributes to jobs: the ``ingest``, ``ingest_plates`` and
-``ingest_mosaic`` stages."""
+"""What the io layer contributes to jobs: the ``ingest``, ``ingest_plates``,
+``ingest_mosaic`` and ``ingest_masks`` stages."""
 
 from __future__ import annotations
 
 from pipeline.core.registry import INGEST, StageDef, Workflow
 from pipeline.io import tables
-from pipeline.io.spec import IngestParams, MosaicParams, PlateIngestParams
+from pipeline.io.spec import IngestParams, MaskIngestParams, MosaicParams, PlateIngestParams
 
 __all__ = ["WORKFLOW"]
 
@@ -48,6 +48,14 @@ WORKFLOW = Workflow(
             "one large FITS/TIFF/PNG/JPEG image -> the tiled `mosaic` array",
             writes=("store.zarr/mosaic/zarr.json",),
             preflight="pipeline.io.mosaic:check_mosaic",
+        ),
+        StageDef(
+            "ingest_masks",
+            MaskIngestParams,
+            "pipeline.io.masks:ingest_masks",
+            "each image's ground-truth mask (image/mask pairs by name, per-nucleus files, or "
+            "a manifest's mask_path) -> `masks (image, y, x)` instance labels",
+            writes=("store.zarr/masks/zarr.json", "tables/masks.parquet"),
         ),
     ),
     tables=tables.TABLES,
