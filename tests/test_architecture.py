@@ -20,6 +20,8 @@ ALLOWED = {
     "core": set(),
     "jobs": {"core"},
     "cli_args": {"synth"},
+    "cli_common": set(),
+    "cli_synth": {"synth", "cli_args", "cli_common"},
     "io": {"core"},
     "imaging": {"core"},
     "compute": {"core"},
@@ -37,6 +39,8 @@ ALLOWED = {
         "workflows",
         "synth",
         "cli_args",
+        "cli_common",
+        "cli_synth",
     },
 }
 
