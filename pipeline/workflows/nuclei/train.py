@@ -354,6 +354,8 @@ def train_segmenter(
                 epoch=epoch,
                 train_key=train_key,
                 val_loss=best,
+                images=params.images,
+                masks=params.masks,
             )
         else:
             stale += 1
