@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DATA := data/demo/galaxies
 DEMO_MOSAIC := data/demo/mosaic.fits
 DEMO_PLATES := data/demo/plates
+DEMO_NUCLEI := data/demo/nuclei
 
 .PHONY: install demo test lint pytest bench clean
 
@@ -30,11 +31,17 @@ $(DEMO_PLATES)/image_index.csv: | $(STAMP)
 	$(BIN)/pipeline synth plate $(DEMO_PLATES) --plates 2 --size 256 --fields 1 2 --seed 0 \
 		--combinations 3 --concentrations 0.03 0.1 0.3 1
 
-demo: $(STAMP) $(DEMO_DATA)/manifest.csv $(DEMO_MOSAIC) $(DEMO_PLATES)/image_index.csv
+$(DEMO_NUCLEI)/truth.csv: | $(STAMP)
+	$(BIN)/pipeline synth nuclei $(DEMO_NUCLEI) --count 80 --size 128 --large 2048 --tile 512 \
+		--seed 0
+
+demo: $(STAMP) $(DEMO_DATA)/manifest.csv $(DEMO_MOSAIC) $(DEMO_PLATES)/image_index.csv \
+		$(DEMO_NUCLEI)/truth.csv
 	$(BIN)/pipeline run jobs/galaxy_survey.yaml
 	$(BIN)/pipeline run jobs/mosaic_survey.yaml
 	$(BIN)/pipeline run jobs/survival.yaml
 	$(BIN)/pipeline run jobs/plate_screen.yaml
+	$(BIN)/pipeline run jobs/nuclei_demo.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests benchmarks
@@ -57,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/plates.py
 	$(BIN)/python benchmarks/plate_growth.py
 	$(BIN)/python benchmarks/efficacy.py
+	$(BIN)/python benchmarks/segment.py
 
 clean:
 	rm -rf runs data/demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -40,6 +40,7 @@ from distributed import Future, get_worker
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 
+from pipeline.compute.batches import ChunkSource, precise_batch_norm
 from pipeline.compute.dispatch import task_resources, training_worker
 from pipeline.compute.events import wait_relaying
 from pipeline.compute.serving import amp_dtype, autocast, pick_device
@@ -50,7 +51,7 @@ from pipeline.errors import ParameterError, StoreError
 from pipeline.features.matrix import row_labels, select_rows
 from pipeline.features.probe import ProbeSplit, probe_splits
 from pipeline.workflows.embed.augment import augment_batch
-from pipeline.workflows.embed.data import ChunkSource, image_array
+from pipeline.workflows.embed.data import image_array
 from pipeline.workflows.embed.inputs import prepare_batch, to_tensor
 from pipeline.workflows.embed.models import EncoderConfig, ResNetEncoder, build_encoder
 from pipeline.workflows.embed.supervised_spec import SUPERVISED_TABLE, SupervisedParams
@@ -305,17 +306,8 @@ def _precise_bn(
     with a cumulative average gives the statistics of the final network ("precise BN", Wu &
     Johnson 2021, "Rethinking 'Batch' in BatchNorm").
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    with torch.no_grad(), autocast(device, params.amp):
-        for x in _plain_batches(images, rows, params, config, device):
-            model(x)
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
+    with autocast(device, params.amp):
+        precise_batch_norm(model, _plain_batches(images, rows, params, config, device))
 
 
 def _predict(

@@ -4,11 +4,13 @@ Training is one task, pinned as ``train_encoder``'s is (:func:`~pipeline.compute
 training_worker`): it streams image/mask pairs from the store's Zarr chunks (shuffled per
 epoch, a window of chunks at a time), takes one random ``input_size`` patch of each, flips,
 rotates and changes the intensity of the batch, and minimises binary cross-entropy (plus an
-optional soft Dice term) with Adam. After every epoch it scores the whole validation images
-(loss, Dice, IoU, recall, precision at probability 0.5), lowers the learning rate on a
-plateau, keeps the best weights (lowest validation loss, as the seed's ModelCheckpoint) and a
-resume checkpoint, appends the epoch to the CSV log and the table, and stops early after
-``early_stop_patience`` epochs without a better validation loss.
+optional soft Dice term) with Adam. After every epoch it recomputes the batch norms'
+statistics over the training images (precise BN: Keras' momentum lags the weights in a short
+run), scores the whole validation images (loss, Dice, IoU, recall, precision at probability
+0.5), lowers the learning rate on a plateau, keeps the best weights (lowest validation loss,
+as the seed's ModelCheckpoint) and a resume checkpoint, appends the epoch to the CSV log and
+the table, and stops early after ``early_stop_patience`` epochs without a better validation
+loss.
 
 Every epoch draws its order, patches and augmentations from ``(seed, epoch)``, and the resume
 checkpoint holds the optimizer, the scheduler and the early-stopping state, so a run stopped
@@ -22,7 +24,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from distributed import Future, get_worker
 
+from pipeline.compute.batches import ChunkSource, epoch_batches, precise_batch_norm, window_rows_for
 from pipeline.compute.checkpoints import CheckpointRef
 from pipeline.compute.dispatch import task_resources, training_worker
 from pipeline.compute.events import wait_relaying
@@ -39,7 +42,6 @@ from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore, config_key
 from pipeline.core.tables import write_table
 from pipeline.errors import ParameterError, StoreError
-from pipeline.workflows.embed.data import ChunkSource, epoch_batches, window_rows_for
 from pipeline.workflows.nuclei.checkpoint import last_pointer, load_segmenter, save_segmenter
 from pipeline.workflows.nuclei.data import (
     SPLITS,
@@ -158,6 +160,14 @@ def _pair_reader(
         return np.concatenate([x, y], axis=1)
 
     return read
+
+
+def _images(source: ChunkSource, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """The source's whole images (no mask, not augmented), padded to the 16 grid, in batches."""
+    for i in source.chunks:
+        rows = source.chunk(i)
+        for a, b in batches(len(rows), batch_size):
+            yield torch.from_numpy(pad_to_grid(rows[a:b, :-1])).to(device)
 
 
 def _validate(
@@ -341,6 +351,10 @@ def train_segmenter(
             scaler.step(opt)
             scaler.update()
             losses.append(float(loss.detach()))
+        # Keras' batch-norm momentum keeps 99 % of the old statistics a step: over a short
+        # run they lag the weights, and the validation (eval mode) would see another network.
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            precise_batch_norm(model, _images(train, params.batch_size, device))
         scores = _validate(model, val, device, params.batch_size, params.dice_weight, dtype)
         sched.step(scores["val_loss"])
         improved = scores["val_loss"] < best

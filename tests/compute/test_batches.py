@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.workflows.embed.data import ChunkSource, epoch_batches, steps_per_epoch
+from pipeline.compute.batches import ChunkSource, epoch_batches, steps_per_epoch
 
 
 def _source(n: int, chunk: int, keep: np.ndarray, cache_bytes: int = 1 << 30) -> tuple:
