@@ -35,36 +35,32 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from _common import Results, open_workdir, version
 from distributed import Client, LocalCluster
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import Results, open_workdir, version  # noqa: E402
-
-from pipeline.compute.checkpoints import CheckpointRef, digest  # noqa: E402
-from pipeline.compute.serving import autocast  # noqa: E402
-from pipeline.core.context import RunContext  # noqa: E402
-from pipeline.core.jobs import build_job  # noqa: E402
-from pipeline.core.runner import run_job  # noqa: E402
-from pipeline.core.store import RunStore  # noqa: E402
-from pipeline.synth.nuclei import generate_nuclei  # noqa: E402
-from pipeline.workflows.nuclei.checkpoint import (  # noqa: E402
+from pipeline.compute.checkpoints import CheckpointRef, digest
+from pipeline.compute.serving import autocast
+from pipeline.core.context import RunContext
+from pipeline.core.jobs import build_job
+from pipeline.core.runner import run_job
+from pipeline.core.store import RunStore
+from pipeline.synth.nuclei import generate_nuclei
+from pipeline.workflows.nuclei.checkpoint import (
     load_segmenter,
     resolve_segmenter,
     segmenter_from_checkpoint,
 )
-from pipeline.workflows.nuclei.data import to_channels, unit_scale  # noqa: E402
-from pipeline.workflows.nuclei.model import receptive_radius  # noqa: E402
-from pipeline.workflows.nuclei.segment import run_segment  # noqa: E402
-from pipeline.workflows.nuclei.spec import SegmentParams  # noqa: E402
-from pipeline.workflows.nuclei.tiles import default_halo, plane_tiles, window_of  # noqa: E402
+from pipeline.workflows.nuclei.data import to_channels, unit_scale
+from pipeline.workflows.nuclei.model import receptive_radius
+from pipeline.workflows.nuclei.segment import run_segment
+from pipeline.workflows.nuclei.spec import SegmentParams
+from pipeline.workflows.nuclei.tiles import default_halo, plane_tiles, window_of
 
 MODULES = [
     "pipeline/workflows/nuclei/segment.py",
@@ -108,7 +104,7 @@ def prepare(workdir: Path, args: argparse.Namespace, client: Client) -> RunStore
             ],
         }
     )
-    run_job(job, client=client)  # type: ignore[arg-type]
+    run_job(job, client=client)
     return RunStore(str(workdir / "run"))
 
 

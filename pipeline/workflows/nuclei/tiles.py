@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -127,7 +128,7 @@ def plane_tiles(planes: int, height: int, width: int, tile: int, halo: int) -> l
     return out
 
 
-def window_of(plane: np.ndarray, t: Tile) -> np.ndarray:
+def window_of(plane: Any, t: Tile) -> np.ndarray:
     """The window of tile ``t`` from an image plane ``(y, x[, c])``, zero beyond the image.
 
     Parameters
