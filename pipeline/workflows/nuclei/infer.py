@@ -138,7 +138,7 @@ def segment_tiles(
     plugin: str,
     threshold: float,
     task: str,
-    batch_pixels: int = 1 << 22,
+    batch_pixels: int = 1 << 20,
 ) -> dict[str, Any]:
     """One inference task: infer ``tiles`` of ``source`` and write their cores.
 
