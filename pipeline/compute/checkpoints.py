@@ -39,6 +39,7 @@ __all__ = [
     "read_bytes",
     "read_verified",
     "save_payload",
+    "to_cpu",
 ]
 
 log = logging.getLogger(__name__)
@@ -225,3 +226,17 @@ def save_payload(
     for stale in history[:-keep]:
         store.remove(f"models/{stale}")
     return name
+
+
+def to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor in it (nested dicts, lists, tuples) moved to the CPU: an
+    optimizer's state as a checkpoint stores it, loadable anywhere."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu")
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj

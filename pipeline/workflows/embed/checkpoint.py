@@ -27,6 +27,7 @@ from pipeline.compute.checkpoints import (
     read_bytes,
     read_verified,
     save_payload,
+    to_cpu,
 )
 from pipeline.core.store import RunStore
 from pipeline.errors import CheckpointError
@@ -135,7 +136,7 @@ def save_checkpoint(
             "state_dict": state,
             "epoch": int(epoch),
             "train_key": train_key,
-            "optimizer": _cpu(dict(optimizer or {})),
+            "optimizer": to_cpu(dict(optimizer or {})),
         },
         pointer=out.pointer,
         prefix=out.prefix,
@@ -147,16 +148,6 @@ def save_checkpoint(
     )
     log.info("train_encoder: saved %s after epoch %d", name, epoch)
     return name
-
-
-def _cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu")
-    if isinstance(obj, dict):
-        return {k: _cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_cpu(v) for v in obj)
-    return obj
 
 
 def resolve_checkpoint(

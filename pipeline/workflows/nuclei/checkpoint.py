@@ -29,6 +29,7 @@ from pipeline.compute.checkpoints import (
     read_bytes,
     read_verified,
     save_payload,
+    to_cpu,
 )
 from pipeline.core.store import RunStore
 from pipeline.errors import CheckpointError
@@ -112,7 +113,7 @@ def save_segmenter(
             "state_dict": weights,
             "epoch": int(epoch),
             "train_key": train_key,
-            "state": _cpu(dict(state or {})),
+            "state": to_cpu(dict(state or {})),
         },
         pointer=last_pointer(out) if last else out.pointer,
         prefix=f"{out.prefix}-last" if last else out.prefix,
@@ -121,16 +122,6 @@ def save_segmenter(
         config=config.model_dump(mode="json"),
         **record,
     )
-
-
-def _cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu")
-    if isinstance(obj, dict):
-        return {k: _cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_cpu(v) for v in obj)
-    return obj
 
 
 def read_segmenter(data: bytes, source: str) -> SegmenterCheckpoint:
