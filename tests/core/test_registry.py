@@ -128,12 +128,15 @@ def test_the_installed_workflows_declare_every_stage_and_table(tmp_path: Path) -
         "embed",
         "survival",
         "plates",
+        "nuclei",
         "report",
     }
     stages = {"ingest", "ingest_plates", "preprocess", "reduce", "kmeans", "embed", "cohort"}
     assert stages | {"segment_spheroids", "spheroid_profiles", "report"} <= set(reg.stages)
+    assert {"train_segmenter", "evaluate_segmentation", "segment"} <= set(reg.stages)
     tables = {"images", "catalog", "sources", "clusters", "training_loss", "cohort"}
     assert tables | {"plate_wells", "spheroid_qc", "spheroid_profiles"} <= set(reg.tables)
+    assert {"segmenter_training", "segmentation_scores", "nuclei"} <= set(reg.tables)
 
 
 def test_entry_points_that_are_not_workflows_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
