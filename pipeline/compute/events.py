@@ -12,11 +12,76 @@ from __future__ import annotations
 import queue
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from typing import Any
 
-from distributed import Client, Future
+from distributed import Client, Future, get_worker
 
-__all__ = ["wait_relaying"]
+from pipeline.compute.dispatch import task_resources, training_worker
+
+__all__ = ["TrainingPlacement", "run_relayed", "training_placement", "wait_relaying"]
+
+
+@dataclass(frozen=True)
+class TrainingPlacement:
+    """Where a training task runs: the worker, the CPU threads it may use, and the resources
+    it asks for (one GPU when the cluster has GPU workers)."""
+
+    address: str
+    threads: int
+    resources: dict[str, float] | None
+
+
+def training_placement(client: Client) -> TrainingPlacement:
+    """The worker a training task goes to (:func:`~pipeline.compute.dispatch.training_worker`)."""
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    address, threads = training_worker(workers)
+    return TrainingPlacement(address, threads, task_resources(workers))
+
+
+def _publishing(func: Callable[..., Any], topic: str, *args: Any, **kwargs: Any) -> Any:
+    """Run ``func(*args, report=..., **kwargs)`` on a worker, publishing each report on
+    ``topic``."""
+    worker = get_worker()
+
+    def publish(row: dict[str, Any]) -> None:
+        worker.log_event(topic, row)
+
+    return func(*args, report=publish, **kwargs)
+
+
+def run_relayed(
+    client: Client,
+    func: Callable[..., Any],
+    *args: Any,
+    placement: TrainingPlacement,
+    topic: str,
+    key: str,
+    on_event: Callable[[dict[str, Any]], None],
+    **kwargs: Any,
+) -> Any:
+    """Run ``func(*args, report=publish, **kwargs)`` as one task at ``placement`` and return its
+    result, relaying what it reports to ``on_event`` (:func:`wait_relaying`).
+
+    ``func`` is a module-level function taking a ``report`` callable; its other arguments are
+    small (names, parameters, row masks), never pixels or weights.
+    """
+
+    def submit() -> Future:
+        return client.submit(
+            _publishing,
+            func,
+            topic,
+            *args,
+            workers=[placement.address],
+            allow_other_workers=True,
+            resources=placement.resources,
+            pure=False,
+            key=key,
+            **kwargs,
+        )
+
+    return wait_relaying(client, topic, submit, on_event)
 
 
 def wait_relaying(

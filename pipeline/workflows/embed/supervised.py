@@ -36,13 +36,11 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from distributed import Future, get_worker
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 
 from pipeline.compute.batches import ChunkSource, precise_batch_norm
-from pipeline.compute.dispatch import task_resources, training_worker
-from pipeline.compute.events import wait_relaying
+from pipeline.compute.events import run_relayed, training_placement
 from pipeline.compute.serving import amp_dtype, autocast, pick_device
 from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
@@ -425,24 +423,6 @@ def train_supervised(
     return rows
 
 
-def _task(
-    store_url: str,
-    storage_options: Mapping[str, Any],
-    params: SupervisedParams,
-    plan: SupervisedPlan,
-    threads: int,
-    topic: str,
-) -> list[dict[str, Any]]:
-    worker = get_worker()
-
-    def publish(row: dict[str, Any]) -> None:
-        worker.log_event(topic, row)
-
-    return train_supervised(
-        store_url, storage_options, params, plan, threads=threads, report=publish
-    )
-
-
 def _log_fit(row: Mapping[str, Any]) -> None:
     log.info(
         "%s: %s %s seed %d: accuracy %.3f, macro-F1 %.3f (%d training, %d test images; "
@@ -517,28 +497,21 @@ def run_supervised_baseline(ctx: RunContext, params: SupervisedParams) -> dict[s
             report=on_fit,
         )
     else:
-        workers = client.scheduler_info(n_workers=-1)["workers"]
-        address, host_threads = training_worker(workers)
-        topic = f"pipeline-supervised-{uuid.uuid4().hex}"
-        log.info("%s: training on worker %s", _STAGE, address)
-
-        def submit() -> Future:
-            return client.submit(
-                _task,
-                store.url,
-                dict(store.storage_options),
-                params,
-                plan,
-                params.threads or host_threads,
-                topic,
-                workers=[address],
-                allow_other_workers=True,
-                resources=task_resources(workers),
-                pure=False,
-                key=f"supervised-baseline-{uuid.uuid4().hex[:8]}",
-            )
-
-        rows = wait_relaying(client, topic, submit, on_fit)
+        placement = training_placement(client)
+        log.info("%s: training on worker %s", _STAGE, placement.address)
+        rows = run_relayed(
+            client,
+            train_supervised,
+            store.url,
+            dict(store.storage_options),
+            params,
+            plan,
+            threads=params.threads or placement.threads,
+            placement=placement,
+            topic=f"pipeline-supervised-{uuid.uuid4().hex}",
+            key=f"supervised-baseline-{uuid.uuid4().hex[:8]}",
+            on_event=on_fit,
+        )
     progress(label, len(rows), total)  # the last fit's event may arrive after the result
     table = pd.DataFrame(rows, columns=list(SUPERVISED_COLUMNS))
     table = table.astype(

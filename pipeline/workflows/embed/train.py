@@ -23,10 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from distributed import Future, get_worker
 
-from pipeline.compute.dispatch import task_resources, training_worker
-from pipeline.compute.events import wait_relaying
+from pipeline.compute.events import run_relayed, training_placement
 from pipeline.compute.serving import amp_dtype, pick_device
 from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore, config_key
@@ -252,39 +250,6 @@ def train_simclr(
     }
 
 
-def _train_task(
-    store_url: str,
-    storage_options: Mapping[str, Any],
-    params: TrainEncoderParams,
-    config: EncoderConfig,
-    keep: np.ndarray,
-    seed: int,
-    train_key: str,
-    threads: int,
-    resume: bool,
-    topic: str,
-    outputs: EncoderOutputs,
-) -> dict[str, Any]:
-    worker = get_worker()
-
-    def publish(row: dict[str, Any]) -> None:
-        worker.log_event(topic, row)
-
-    return train_simclr(
-        store_url,
-        storage_options,
-        params,
-        config,
-        keep,
-        seed=seed,
-        train_key=train_key,
-        threads=threads,
-        resume=resume,
-        report=publish,
-        outputs=outputs,
-    )
-
-
 def run_train_encoder(ctx: RunContext, params: TrainEncoderParams) -> dict[str, int | float]:
     """Train the encoder on a worker, reporting each epoch as it ends.
 
@@ -334,46 +299,40 @@ def run_train_encoder(ctx: RunContext, params: TrainEncoderParams) -> dict[str, 
             "upstream": ctx.upstream,
         }
     )
-    workers = client.scheduler_info(n_workers=-1)["workers"]
-    address, host_threads = training_worker(workers)
-    threads = params.threads or host_threads
-    topic = f"pipeline-train-{train_key}"
+    placement = training_placement(client)
+    threads = params.threads or placement.threads
     log.info(
         "train_encoder: %d image(s) of %r, %s, %d epoch(s) on worker %s (%d thread(s))",
         int(keep.sum()),
         params.input,
         params.arch,
         params.epochs,
-        address,
+        placement.address,
         threads,
     )
     progress("train_encoder", 0, params.epochs)
 
-    def submit() -> Future:
-        return client.submit(
-            _train_task,
-            store.url,
-            dict(store.storage_options),
-            params,
-            config,
-            keep,
-            seed,
-            train_key,
-            threads,
-            params.resume and not redo,
-            topic,
-            out,
-            workers=[address],
-            allow_other_workers=True,
-            resources=task_resources(workers),
-            pure=False,
-            key=f"train-encoder-{train_key}-{uuid.uuid4().hex[:8]}",
-        )
-
     def on_event(row: dict[str, Any]) -> None:
         progress("train_encoder", int(row["epoch"]), int(row["epochs"]))
 
-    result = wait_relaying(client, topic, submit, on_event)
+    result = run_relayed(
+        client,
+        train_simclr,
+        store.url,
+        dict(store.storage_options),
+        params,
+        config,
+        keep,
+        seed=seed,
+        train_key=train_key,
+        threads=threads,
+        resume=params.resume and not redo,
+        outputs=out,
+        placement=placement,
+        topic=f"pipeline-train-{train_key}",
+        key=f"train-encoder-{train_key}-{uuid.uuid4().hex[:8]}",
+        on_event=on_event,
+    )
     log.info(
         "train_encoder: %d epoch(s) on %s, final loss %.4f, checkpoint %s",
         result["epochs"],

@@ -31,12 +31,10 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from distributed import Future, get_worker
 
 from pipeline.compute.batches import ChunkSource, epoch_batches, precise_batch_norm, window_rows_for
 from pipeline.compute.checkpoints import CheckpointRef
-from pipeline.compute.dispatch import task_resources, training_worker
-from pipeline.compute.events import wait_relaying
+from pipeline.compute.events import run_relayed, training_placement
 from pipeline.compute.serving import amp_dtype, pick_device
 from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore, config_key
@@ -433,15 +431,6 @@ def train_segmenter(
     }
 
 
-def _train_task(*args: Any, topic: str, **kwargs: Any) -> dict[str, Any]:
-    worker = get_worker()
-
-    def publish(row: dict[str, Any]) -> None:
-        worker.log_event(topic, row)
-
-    return train_segmenter(*args, report=publish, **kwargs)
-
-
 def run_train_segmenter(ctx: RunContext, params: TrainSegmenterParams) -> dict[str, int | float]:
     """Split the images, then train the segmenter on a worker, reporting each epoch.
 
@@ -492,10 +481,8 @@ def run_train_segmenter(ctx: RunContext, params: TrainSegmenterParams) -> dict[s
             "upstream": ctx.upstream,
         }
     )
-    workers = client.scheduler_info(n_workers=-1)["workers"]
-    address, host_threads = training_worker(workers)
-    threads = params.threads or host_threads
-    topic = f"pipeline-segmenter-{train_key}"
+    placement = training_placement(client)
+    threads = params.threads or placement.threads
     counts = {name: int((split == i).sum()) for i, name in enumerate(SPLITS)}
     log.info(
         "train_segmenter: %d train / %d validation / %d test image(s) of %r, %d epoch(s) on "
@@ -505,36 +492,32 @@ def run_train_segmenter(ctx: RunContext, params: TrainSegmenterParams) -> dict[s
         counts["test"],
         params.images,
         params.epochs,
-        address,
+        placement.address,
         threads,
     )
     progress("train_segmenter", 0, params.epochs)
 
-    def submit() -> Future:
-        return client.submit(
-            _train_task,
-            store.url,
-            dict(store.storage_options),
-            params,
-            config,
-            split,
-            seed=seed,
-            train_key=train_key,
-            threads=threads,
-            resume=params.resume and not ctx.forced,
-            out=out,
-            topic=topic,
-            workers=[address],
-            allow_other_workers=True,
-            resources=task_resources(workers),
-            pure=False,
-            key=f"train-segmenter-{train_key}-{uuid.uuid4().hex[:8]}",
-        )
-
     def on_event(row: dict[str, Any]) -> None:
         progress("train_segmenter", int(row["epoch"]), int(row["epochs"]))
 
-    result = wait_relaying(client, topic, submit, on_event)
+    result = run_relayed(
+        client,
+        train_segmenter,
+        store.url,
+        dict(store.storage_options),
+        params,
+        config,
+        split,
+        seed=seed,
+        train_key=train_key,
+        threads=threads,
+        resume=params.resume and not ctx.forced,
+        out=out,
+        placement=placement,
+        topic=f"pipeline-segmenter-{train_key}",
+        key=f"train-segmenter-{train_key}-{uuid.uuid4().hex[:8]}",
+        on_event=on_event,
+    )
     progress("train_segmenter", params.epochs, params.epochs)
     log.info(
         "train_segmenter: %d epoch(s) on %s; best epoch %d (val_loss %.4f), checkpoint %s",
