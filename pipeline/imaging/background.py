@@ -25,7 +25,6 @@ rounding (tested against it).
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -353,16 +352,3 @@ class SkyMesh:
             t *= dx[None, a:b]
             o += t
         return out
-
-
-def check_mesh_alignment(tile: int, bw: int, bh: int) -> str | None:
-    """Why tiles of ``tile`` px cannot share the mesh of ``bw`` x ``bh`` boxes (None if they
-    can): every tile must start on a box boundary."""
-    if tile % bw or tile % bh:
-        lcm = math.lcm(bw, bh)
-        return (
-            f"the mosaic's tiles of {tile} px are not a multiple of the background boxes "
-            f"(bw={bw}, bh={bh}); choose bw and bh that divide {tile} (e.g. 64 or 128), or "
-            f"re-ingest with a tile that is a multiple of {lcm}"
-        )
-    return None

@@ -78,8 +78,15 @@ class Sky(Protocol):
     """Background and RMS maps of an image, any part of them on request
     (:class:`~pipeline.imaging.background.SkyMesh`)."""
 
-    height: int
-    width: int
+    @property
+    def height(self) -> int:
+        """Image rows."""
+        ...
+
+    @property
+    def width(self) -> int:
+        """Image columns."""
+        ...
 
     def region(self, r0: int, r1: int, c0: int, c1: int) -> tuple[Any, Any]:
         """Background and RMS of rows ``[r0, r1)`` and columns ``[c0, c1)`` (float32)."""
@@ -118,23 +125,33 @@ def _detect(
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.int32]]:
     import sep
 
-    sep.set_extract_pixstack(params.pixstack)
     kernel = None if params.filter_kernel is None else np.asarray(params.filter_kernel)
-    objs, seg = sep.extract(
-        sub,
-        params.thresh,
-        err=rms,
-        mask=mask,
-        minarea=params.minarea,
-        filter_kernel=kernel,
-        filter_type=params.filter_type,
-        deblend_nthresh=params.deblend_nthresh,
-        deblend_cont=params.deblend_cont,
-        clean=params.clean,
-        clean_param=params.clean_param,
-        segmentation_map=True,
-    )
-    return objs, seg
+    # SEP allocates its pixel stack on every call, which costs more than extracting a small
+    # window: ask for no more than the window could need, and grow it if SEP says it is full.
+    stack = min(params.pixstack, sub.size + 1)
+    while True:
+        sep.set_extract_pixstack(stack)
+        try:
+            objs, seg = sep.extract(
+                sub,
+                params.thresh,
+                err=rms,
+                mask=mask,
+                minarea=params.minarea,
+                filter_kernel=kernel,
+                filter_type=params.filter_type,
+                deblend_nthresh=params.deblend_nthresh,
+                deblend_cont=params.deblend_cont,
+                clean=params.clean,
+                clean_param=params.clean_param,
+                segmentation_map=True,
+            )
+        except Exception as exc:  # SEP raises a bare Exception
+            if "pixel buffer full" not in str(exc) or stack > sub.size:
+                raise
+            stack = min(4 * stack, sub.size + 1)
+            continue
+        return objs, seg
 
 
 def _open_band(shape: tuple[int, int], open_edges: tuple[bool, bool, bool, bool], m: int) -> Any:
@@ -366,6 +383,19 @@ def _footprint(
         pad *= 2
 
 
+def _segment_max(values: npt.NDArray[Any], seg: npt.NDArray[np.int32], n: int) -> Any:
+    """The largest of ``values`` over each of the ``n`` segments of ``seg`` (1-based).
+
+    ``numpy.maximum.at`` over the segment pixels only: scipy.ndimage.maximum sorts the
+    whole window, 20 times slower on a tile (measured).
+    """
+    flat = seg.ravel()
+    where = np.flatnonzero(flat)
+    out = np.full(n, -np.inf)
+    np.maximum.at(out, flat[where] - 1, values.ravel()[where].astype(np.float64))
+    return out
+
+
 def _owned(objs: npt.NDArray[Any], region: Box, core: Box, *, slack: float) -> Any:
     """Indices of the objects whose centroid pixel lies in ``core`` (grown by ``slack``)."""
     ry = np.floor(objs["y"] + region[0] + 0.5)
@@ -390,26 +420,13 @@ class _Found:
         # Parents: 8-connected groups of segment pixels (a deblended parent's pixels all go
         # to its children, so its children's segments touch).
         self.parents, _ = ndimage.label(seg > 0, structure=np.ones((3, 3), dtype=bool))
-        ids = np.arange(1, len(objs) + 1)
-        self.parent = (
-            np.asarray(ndimage.maximum(self.parents, labels=seg, index=ids), dtype=np.int64)
-            if ids.size
-            else np.zeros(0, dtype=np.int64)
-        )
+        self.parent = _segment_max(self.parents, seg, len(objs)).astype(np.int64)
         self.cut = np.zeros(len(objs), dtype=bool)
 
     @classmethod
     def detect(cls, raw: Any, sub: Any, rms: Any, mask: Any, params: ExtractParams) -> _Found:
-        from scipy import ndimage
-
         objs, seg = _detect(sub, rms, mask, params)
-        ids = np.arange(1, len(objs) + 1)
-        top = (
-            np.asarray(ndimage.maximum(np.nan_to_num(raw, nan=-np.inf), seg, ids))
-            if ids.size
-            else np.zeros(0)
-        )
-        return cls(objs, seg, top.astype(np.float64))
+        return cls(objs, seg, _segment_max(np.where(mask, -np.inf, raw), seg, len(objs)))
 
     def canonical_deblends(
         self,

@@ -111,7 +111,10 @@ class ExtractParams(BaseModel):
     halo: int = Field(32, ge=4, description="tile halo (px); grown where an object needs it")
     max_halo: int = Field(512, ge=4, description="largest halo a tile may grow to (px)")
     pixstack: int = Field(
-        1_000_000, ge=1000, description="SEP's pixel buffer per tile [MEMORY_PIXSTACK]"
+        300_000,
+        ge=1000,
+        description="SEP's pixel buffer to start with; grown where a tile needs more "
+        "[MEMORY_PIXSTACK]",
     )
 
     @model_validator(mode="after")

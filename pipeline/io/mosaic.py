@@ -12,15 +12,31 @@ work: FITS data and uncompressed TIFF data must fit in the file (a header claimi
 dimensions is an :class:`~pipeline.errors.InputError`, not a huge allocation), each TIFF strip
 or tile, which is decoded whole, must be within the budget, and PNG, JPEG and remote files,
 which are decoded whole in every band's task, must be within it altogether.
+
+FITS. The image is the first HDU that is an image of two or more axes: the primary HDU, or,
+when that holds no data (as in most multi-extension survey files), the first image extension;
+the ingest logs which, and returns its index as ``hdu``. Its header is kept as text in the
+``mosaic`` array's attributes (``fits_header``, read back by :func:`mosaic_header`, e.g. for
+its WCS through :func:`pipeline.io.wcs.read_wcs`) together with ``fits_hdu``, ``{"index":
+int, "extname": str or None}``. Pixels are stored as physical values: ``BSCALE`` and
+``BZERO`` are applied, and integer pixels equal to ``BLANK`` become NaN, so they are masked
+downstream rather than detected. The mosaic keeps ``uint8`` (``BITPIX 8``) or ``uint16``
+(``BITPIX 16``, ``BZERO 32768``) only when the file is unscaled otherwise and has no
+``BLANK``; every other FITS image is stored as float32, whose NaNs (blank regions of float
+data) are kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import stat
 import sys
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,7 +48,14 @@ from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.errors import ImageDecodeError, InputError
 from pipeline.io.conform import convert_mode
-from pipeline.io.imagefiles import ImageInfo, check_regular_file, read_header, read_image
+from pipeline.io.imagefiles import (
+    ImageInfo,
+    _fits_shape_dtype,
+    _open,
+    check_regular_file,
+    read_header,
+    read_image,
+)
 from pipeline.io.spec import DEFAULT_MAX_PIXELS, MosaicParams
 
 __all__ = [
@@ -41,6 +64,7 @@ __all__ = [
     "MOSAIC_DIMS",
     "check_mosaic",
     "ingest_mosaic",
+    "mosaic_header",
     "read_rows",
     "write_band",
 ]
@@ -85,6 +109,106 @@ def _largest_tiff_segment(path: str) -> tuple[tuple[int, ...], int]:
     return largest, math.prod(largest)
 
 
+@dataclass(frozen=True)
+class _FitsImage:
+    """The image HDU of a FITS mosaic and how it is stored."""
+
+    index: int
+    extname: str | None
+    header: str  # Header.tostring()
+    shape: tuple[int, ...]  # (height, width[, planes])
+    dtype: str  # the mosaic's dtype
+
+
+def _image_hdu(hdul: Any) -> tuple[int, Any]:
+    """The first image HDU of two or more axes (a table HDU also has NAXIS 2: skipped)."""
+    for i, hdu in enumerate(hdul):
+        if getattr(hdu, "is_image", False) and hdu.header.get("NAXIS", 0) >= 2:
+            return i, hdu
+    raise ImageDecodeError("FITS file has no image HDU with 2 or more axes")
+
+
+def _fits_dtype(header: Any) -> str:
+    """The mosaic dtype of a FITS image: its integers only where they are the values."""
+    bitpix = int(header["BITPIX"])
+    bzero, bscale = float(header.get("BZERO", 0)), float(header.get("BSCALE", 1))
+    blank = bitpix > 0 and "BLANK" in header
+    if not blank and bscale == 1 and bitpix == 8 and bzero == 0:
+        return "uint8"
+    if not blank and bscale == 1 and bitpix == 16 and bzero == 32768:
+        return "uint16"
+    return "float32"
+
+
+@contextlib.contextmanager
+def _fits_file(path: str) -> Iterator[Any]:
+    """The FITS file's HDU list, unscaled: :func:`_physical` applies BSCALE, BZERO, BLANK."""
+    from astropy.io import fits
+
+    # Unscaled because astropy refuses to scale a memory-mapped section (it raises "Cannot
+    # load a memory-mapped image: BZERO/BSCALE/BLANK header keywords present") and ignores
+    # BLANK for unsigned 16-bit data; read unscaled, a section still reads only its rows.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy warns on odd headers; read_wcs reports them
+        if _is_local(path):
+            with fits.open(_local(path), memmap=True, do_not_scale_image_data=True) as hdul:
+                yield hdul
+        else:
+            with (
+                _open(path) as fh,
+                fits.open(fh, memmap=False, do_not_scale_image_data=True) as hdul,
+            ):
+                yield hdul
+
+
+def _fits_image(path: str) -> _FitsImage:
+    """Which HDU of a FITS mosaic holds the image, its header, shape and stored dtype."""
+    with _fits_file(path) as hdul:
+        index, hdu = _image_hdu(hdul)
+        header = hdu.header
+        shape, _, _ = _fits_shape_dtype(header)
+        extname = header.get("EXTNAME")
+        return _FitsImage(
+            index=index,
+            extname=str(extname).strip() if extname is not None else None,
+            header=header.tostring(),
+            shape=tuple(int(n) for n in shape),
+            dtype=_fits_dtype(header),
+        )
+
+
+def _physical(raw: npt.NDArray[Any], header: Any) -> npt.NDArray[Any]:
+    """Stored FITS values to physical ones in the mosaic's dtype (BSCALE, BZERO, BLANK)."""
+    dtype = _fits_dtype(header)
+    if dtype == "uint8":
+        return raw.astype(np.uint8)
+    if dtype == "uint16":  # stored as int16 - 32768
+        return (raw.astype(np.int32) + 32768).astype(np.uint16)
+    bitpix = int(header["BITPIX"])
+    bzero, bscale = float(header.get("BZERO", 0)), float(header.get("BSCALE", 1))
+    # float32 holds 8- and 16-bit integers scaled exactly enough; wider ones are scaled in
+    # float64 and rounded once.
+    work = np.float64 if abs(bitpix) >= 32 and bitpix != -32 else np.float32
+    values: npt.NDArray[np.floating[Any]] = raw.astype(work)
+    if bscale != 1:
+        values *= bscale
+    if bzero != 0:
+        values += bzero
+    if bitpix > 0 and "BLANK" in header:
+        values[raw == int(header["BLANK"])] = np.nan
+    return values.astype(np.float32, copy=False)
+
+
+def _read_fits_rows(path: str, r0: int, r1: int) -> npt.NDArray[Any]:
+    with _fits_file(path) as hdul:
+        _, hdu = _image_hdu(hdul)
+        if hdu.header["NAXIS"] == 3:  # (planes, y, x) in numpy order
+            raw = np.moveaxis(np.asarray(hdu.section[:, r0:r1]), 0, -1)
+        else:
+            raw = np.asarray(hdu.section[r0:r1])
+        return _physical(raw, hdu.header)
+
+
 def read_rows(path: str, fmt: str, r0: int, r1: int) -> npt.NDArray[Any]:
     """Rows ``[r0, r1)`` of an image file, reading no more of it than needed where possible.
 
@@ -100,7 +224,10 @@ def read_rows(path: str, fmt: str, r0: int, r1: int) -> npt.NDArray[Any]:
     -------
     numpy.ndarray, shape (r1 - r0, w) or (r1 - r0, w, c)
         Local FITS files are read through a memory map and local TIFFs tile by tile;
-        PNG, JPEG and remote files are decoded whole (they are rarely mosaic-sized).
+        PNG, JPEG and remote TIFFs are decoded whole (they are rarely mosaic-sized), remote
+        FITS files are read by seeking to the rows. FITS values are physical (see the module
+        notes): uint8 or uint16 where the file's integers are the values, else float32 with
+        NaN for ``BLANK`` pixels.
 
     Raises
     ------
@@ -110,17 +237,15 @@ def read_rows(path: str, fmt: str, r0: int, r1: int) -> npt.NDArray[Any]:
     try:
         if _is_local(path):
             check_regular_file(_local(path))
-        if _is_local(path) and fmt == "fits":
-            from astropy.io import fits
-
-            with fits.open(_local(path), memmap=True) as hdul:
-                hdu = next(h for h in hdul if h.data is not None and h.data.ndim >= 2)
-                return np.array(hdu.section[r0:r1], copy=True)
+        if fmt == "fits":
+            return _read_fits_rows(path, r0, r1)
         if _is_local(path) and fmt == "tiff":
             import tifffile
 
             return np.asarray(tifffile.imread(_local(path), selection=(slice(r0, r1),)))
-    except (OSError, ValueError, KeyError, IndexError, StopIteration) as exc:
+    except ImageDecodeError:
+        raise
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise ImageDecodeError(f"cannot read rows {r0}:{r1} of {path}: {exc}") from exc
     return read_image(path, fmt)[r0:r1]
 
@@ -215,19 +340,49 @@ def ingest_mosaic(ctx: RunContext, params: MosaicParams) -> dict[str, int]:
     Returns
     -------
     dict
-        ``height``, ``width`` (px), ``tiles`` and ``bands_written``.
+        ``height``, ``width`` (px), ``tiles`` and ``bands_written``; for a FITS file also
+        ``hdu``, the index of the HDU read (0 the primary), which is absent for other
+        formats.
 
     Raises
     ------
     InputError
         If the file is missing or not an image.
+
+    Notes
+    -----
+    A FITS file's image HDU header is stored as text in the array's ``fits_header``
+    attribute and the HDU in ``fits_hdu`` (``{"index": int, "extname": str or None}``);
+    :func:`mosaic_header` reads the header back.
     """
     store = ctx.store
     check_mosaic(store, params)
     info = _header(params.source)
-    height, width = int(info.shape[0]), int(info.shape[1])
-    dtype = _mosaic_dtype(info.dtype)
+    attrs: dict[str, Any] = {"source": params.source}
+    fits_image: _FitsImage | None = None
+    if info.format == "fits":
+        try:
+            fits_image = _fits_image(params.source)
+        except (ImageDecodeError, OSError, ValueError, KeyError) as exc:
+            raise InputError(f"mosaic file {params.source!r}: {exc}") from exc
+        shape, dtype = fits_image.shape, fits_image.dtype
+        attrs["fits_header"] = fits_image.header
+        attrs["fits_hdu"] = {"index": fits_image.index, "extname": fits_image.extname}
+        if fits_image.index:
+            name = f" ({fits_image.extname!r})" if fits_image.extname else ""
+            log.info(
+                "ingest_mosaic: primary HDU of %s holds no image; reading extension %d%s",
+                params.source,
+                fits_image.index,
+                name,
+            )
+    else:
+        shape, dtype = tuple(info.shape), _mosaic_dtype(info.dtype)
+    height, width = int(shape[0]), int(shape[1])
     tile = params.tile
+    config: dict[str, Any] = {"source": params.source, "file_shape": list(shape), "dtype": dtype}
+    if fits_image is not None:
+        config["hdu"] = fits_image.index
     done = prepare_array(
         store,
         task=INGEST_TASK,
@@ -236,8 +391,8 @@ def ingest_mosaic(ctx: RunContext, params: MosaicParams) -> dict[str, int]:
         shape=(height, width),
         chunks=(tile, tile),
         dtype=dtype,
-        config={"source": params.source, "file_shape": list(info.shape)},
-        attrs={"source": params.source},
+        config=config,
+        attrs=attrs,
         redo=ctx.forced,
     )
     bands = chunk_bounds(height, tile)
@@ -255,4 +410,31 @@ def ingest_mosaic(ctx: RunContext, params: MosaicParams) -> dict[str, int]:
         store, ctx.client, INGEST_TASK, write_band, args, label="mosaic", progress=ctx.progress
     )
     n_tiles = len(bands) * math.ceil(width / tile)
-    return {"height": height, "width": width, "tiles": n_tiles, "bands_written": len(todo)}
+    counts = {"height": height, "width": width, "tiles": n_tiles, "bands_written": len(todo)}
+    if fits_image is not None:
+        counts["hdu"] = fits_image.index
+    return counts
+
+
+def mosaic_header(store: RunStore) -> str | None:
+    """The FITS header of the ingested mosaic's image HDU, as text.
+
+    Parameters
+    ----------
+    store : RunStore
+        A run store holding ``mosaic`` (from :func:`ingest_mosaic`).
+
+    Returns
+    -------
+    str or None
+        The header as :meth:`astropy.io.fits.Header.tostring` gave it (for
+        :func:`pipeline.io.wcs.read_wcs`); None when the mosaic came from a TIFF, PNG or
+        JPEG file, or was ingested before headers were kept.
+
+    Raises
+    ------
+    StoreError
+        If the store has no ``mosaic``.
+    """
+    text = store.open_array(MOSAIC, mode="r").attrs.get("fits_header")
+    return text if isinstance(text, str) else None

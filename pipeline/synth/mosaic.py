@@ -22,6 +22,16 @@ Coordinate and angle conventions (those of :mod:`pipeline.synth.galaxies`):
 * ``ellipticity`` is ``1 - b/a``; ``r_e`` is the effective (half-light) radius
   along the major axis in pixels.
 
+Sky coordinates: a FITS mosaic carries a celestial WCS by default (``wcs=True`` in
+:func:`generate_mosaic`), a gnomonic (``RA---TAN`` / ``DEC--TAN``) projection in ICRS
+centred on :data:`MOSAIC_CRVAL_DEG` (a COSMOS-like field) at the image centre (``CRPIX`` =
+``((width + 1) / 2, (height + 1) / 2)`` in 1-based FITS pixels), with
+:data:`MOSAIC_PIXEL_SCALE_ARCSEC` square pixels and the usual orientation: declination
+grows with the row index ``y`` (north is up in a FITS viewer, which draws row 0 at the
+bottom) and right ascension grows to the left (east is ``-x``, ``CD1_1 < 0``). The WCS
+changes only the header: pixel values are the same with or without it. TIFF mosaics have
+no WCS.
+
 Memory: the image is rendered in bands of ``tile`` rows spanning the full width, and
 each source adds a stamp truncated at 8 r_e (galaxies) or 5 sigma (stars) to every
 band its stamp touches, so a 20000 x 20000 mosaic never exists as a whole array.
@@ -37,7 +47,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -52,7 +62,9 @@ from pipeline.synth.galaxies import (
 )
 
 __all__ = [
+    "MOSAIC_CRVAL_DEG",
     "MOSAIC_NOISE_SIGMA",
+    "MOSAIC_PIXEL_SCALE_ARCSEC",
     "MOSAIC_SKY_LEVEL",
     "MOSAIC_SUFFIXES",
     "MOSAIC_TRUTH_COLUMNS",
@@ -87,6 +99,12 @@ MOSAIC_SKY_LEVEL: Final = 0.03
 
 MOSAIC_NOISE_SIGMA: Final = 0.007
 """Standard deviation of the per-pixel Gaussian noise, in normalised image units."""
+
+MOSAIC_CRVAL_DEG: Final = (150.1, 2.2)
+"""ICRS right ascension and declination (degrees) of the centre of a FITS mosaic's WCS."""
+
+MOSAIC_PIXEL_SCALE_ARCSEC: Final = 0.2
+"""Pixel side of a FITS mosaic's WCS, in arcseconds."""
 
 MIN_SIZE: Final = 64
 MIN_TILE: Final = 64
@@ -494,6 +512,7 @@ def _write_fits(
     density: float,
     star_fraction: float,
     tile: int,
+    wcs: bool = True,
 ) -> None:
     # Imported here so that importing pipeline.synth stays cheap.
     from astropy.io import fits
@@ -511,6 +530,8 @@ def _write_fits(
     header["DENSITY"] = (density, "mean sources per 1000 x 1000 px")
     header["STARFRAC"] = (star_fraction, "probability a source is a star")
     header["NSOURCES"] = (len(sources), "sources in the truth table")
+    if wcs:
+        _add_wcs(header, height, width)
     # StreamingHDU appends to an existing file, so it must start from no file.
     path.unlink(missing_ok=True)
     with fits.StreamingHDU(str(path), header) as stream:
@@ -518,6 +539,26 @@ def _write_fits(
             # Rows go to the file in array order, so fits.getdata returns the array
             # with the same row order (row 0 = FITS y = 1).
             stream.write(band)
+
+
+def _add_wcs(header: Any, height: int, width: int) -> None:
+    """A TAN WCS centred on the image (see the module notes), in FITS's 1-based pixels."""
+    scale = MOSAIC_PIXEL_SCALE_ARCSEC / 3600.0
+    header["WCSAXES"] = (2, "celestial WCS")
+    header["CTYPE1"] = ("RA---TAN", "gnomonic projection, ICRS right ascension")
+    header["CTYPE2"] = ("DEC--TAN", "gnomonic projection, ICRS declination")
+    header["CUNIT1"] = ("deg", "unit of CRVAL1 and CD1_j")
+    header["CUNIT2"] = ("deg", "unit of CRVAL2 and CD2_j")
+    header["CRPIX1"] = ((width + 1) / 2.0, "reference pixel: the image centre")
+    header["CRPIX2"] = ((height + 1) / 2.0, "reference pixel: the image centre")
+    header["CRVAL1"] = (MOSAIC_CRVAL_DEG[0], "[deg] RA at the reference pixel")
+    header["CRVAL2"] = (MOSAIC_CRVAL_DEG[1], "[deg] Dec at the reference pixel")
+    header["CD1_1"] = (-scale, f"[deg/px] {MOSAIC_PIXEL_SCALE_ARCSEC} arcsec/px, east left")
+    header["CD1_2"] = (0.0, "[deg/px] no rotation")
+    header["CD2_1"] = (0.0, "[deg/px] no rotation")
+    header["CD2_2"] = (scale, f"[deg/px] {MOSAIC_PIXEL_SCALE_ARCSEC} arcsec/px, north up")
+    header["RADESYS"] = ("ICRS", "celestial frame")
+    header["EQUINOX"] = (2000.0, "equinox of the frame")
 
 
 def _write_tiff(
@@ -552,6 +593,7 @@ def generate_mosaic(
     density: float = 60.0,
     star_fraction: float = 0.3,
     tile: int = 1024,
+    wcs: bool = True,
 ) -> pd.DataFrame:
     """Write a synthetic survey mosaic and its truth table ``<stem>_truth.csv``.
 
@@ -577,6 +619,11 @@ def generate_mosaic(
         Band height and TIFF tile size in pixels; at least 64, and for TIFF a
         multiple of 16. It bounds memory (roughly ``16 * tile * width`` bytes) and
         never changes pixel values, nor the bytes of a FITS file.
+    wcs : bool, default True
+        Write a celestial TAN WCS into a FITS file's header (see the module notes:
+        :data:`MOSAIC_PIXEL_SCALE_ARCSEC` per pixel around :data:`MOSAIC_CRVAL_DEG`), so
+        the truth's ``x``, ``y`` (0-based) have sky coordinates. Pixel values do not
+        depend on it; TIFF files have no WCS either way.
 
     Returns
     -------
@@ -653,7 +700,9 @@ def generate_mosaic(
     partial = path.with_name(f".{path.name}.partial{path.suffix}")
     try:
         if suffix == ".fits":
-            _write_fits(partial, sources, height, width, seed, density, star_fraction, tile)
+            _write_fits(
+                partial, sources, height, width, seed, density, star_fraction, tile, wcs=wcs
+            )
         else:
             _write_tiff(partial, sources, height, width, seed, tile)
         os.replace(partial, path)

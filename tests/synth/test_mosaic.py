@@ -16,8 +16,10 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.feature import blob_log
 
+from pipeline.io.wcs import pixel_scale_arcsec, pixel_to_sky, read_wcs, sky_to_pixel
 from pipeline.synth.galaxies import GALAXY_CLASSES
 from pipeline.synth.mosaic import (
+    MOSAIC_CRVAL_DEG,
     MOSAIC_NOISE_SIGMA,
     MOSAIC_SKY_LEVEL,
     MOSAIC_TRUTH_COLUMNS,
@@ -275,6 +277,36 @@ def test_fits_and_tiff_hold_the_same_image(tmp_path: Path) -> None:
     assert counts.dtype == np.uint16
     # uint16 counts are round(value * 65535).
     assert np.abs(counts / 65535.0 - data).max() <= 0.5 / 65535 + 1e-7
+
+
+def test_fits_mosaic_has_a_tan_wcs_and_the_same_pixels_without(tmp_path: Path) -> None:
+    kwargs: dict[str, Any] = {"height": HEIGHT, "width": WIDTH, "seed": 6, "tile": 128, **DENSE}
+    truth = generate_mosaic(tmp_path / "sky.fits", **kwargs)
+    generate_mosaic(tmp_path / "plain.fits", wcs=False, **kwargs)
+    with fits.open(tmp_path / "sky.fits") as hdul:
+        header, data = hdul[0].header, np.asarray(hdul[0].data)
+    assert np.array_equal(data, fits.getdata(tmp_path / "plain.fits"))
+    assert "CTYPE1" not in fits.getheader(tmp_path / "plain.fits")
+
+    wcs, description = read_wcs(header.tostring(), source="sky.fits")
+    assert wcs is not None, description
+    assert "RA---TAN" in description and "ICRS" in description
+    assert pixel_scale_arcsec(wcs) == pytest.approx(0.2, rel=1e-9)
+    assert header["CD1_1"] < 0 < header["CD2_2"]  # east to the left, north up (FITS view)
+    # The image centre, in 0-based numpy pixels, is the reference position.
+    ra0, dec0 = pixel_to_sky(wcs, (WIDTH - 1) / 2, (HEIGHT - 1) / 2)
+    assert (float(ra0), float(dec0)) == pytest.approx(MOSAIC_CRVAL_DEG, abs=1e-10)
+
+    x, y = truth["x"].to_numpy(), truth["y"].to_numpy()
+    ra, dec = pixel_to_sky(wcs, x, y)
+    back_x, back_y = sky_to_pixel(wcs, ra, dec)
+    np.testing.assert_allclose(back_x, x, atol=1e-8, rtol=0)
+    np.testing.assert_allclose(back_y, y, atol=1e-8, rtol=0)
+    # Neighbouring truth positions are 0.2" per pixel apart on the sky.
+    sep_px = np.hypot(x[1] - x[0], y[1] - y[0])
+    cos_dec = math.cos(math.radians(MOSAIC_CRVAL_DEG[1]))
+    sep_arcsec = 3600 * np.hypot((ra[1] - ra[0]) * cos_dec, dec[1] - dec[0])
+    assert sep_arcsec == pytest.approx(0.2 * sep_px, rel=1e-4)
 
 
 # --- validation -------------------------------------------------------------------------

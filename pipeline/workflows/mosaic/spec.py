@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.imaging.spec import BlobParams, Method
+from pipeline.imaging.spec import BlobParams, ExtractParams
 
 __all__ = ["SOURCE_CUTOUTS", "SOURCE_CUTOUT_DIMS", "SourceParams"]
 
@@ -22,17 +23,22 @@ class SourceParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # Laplacian of Gaussian by default: on survey fields of faint, small sources it finds
-    # about 0.9 of them where blob_doh at the galaxy notebook's 0.004 finds under 0.2
-    # (measured on `pipeline synth mosaic` fields).
-    method: Method = "log"
+    # SEP (Source Extractor) by default: on the demo's generated 4096 x 4096 field it finds
+    # 0.99 of the sources at precision 1.00, where the Laplacian of Gaussian finds 0.90 and
+    # blob_doh at the galaxy notebook's 0.004 under 0.2 (`benchmarks/sources.py`).
+    method: Literal["sep", "log", "doh"] = "sep"
+    sep: ExtractParams = Field(
+        default_factory=ExtractParams, description="Source Extractor's parameters (method sep)"
+    )
     min_sigma: float = Field(1.0, gt=0, description="smallest blob scale (px)")
     max_sigma: float = Field(15.0, gt=0, description="largest blob scale (px)")
     num_sigma: int = Field(10, ge=1, description="blob scales tried")
-    threshold: float = Field(0.05, gt=0, description="absolute detector threshold")
+    threshold: float = Field(0.05, gt=0, description="absolute blob threshold (log, doh)")
     overlap: float = Field(0.5, ge=0, le=1, description="blob pruning overlap fraction")
     log_scale: bool = False
-    radius_factor: float = Field(math.sqrt(2.0), gt=0, description="blob radius / sigma")
+    radius_factor: float = Field(
+        math.sqrt(2.0), gt=0, description="source radius / blob sigma, or / SEP's a (px)"
+    )
     moment_level: float = Field(0.25, gt=0, lt=1, description="alignment isophote")
     cutout_size: int = Field(128, ge=8, le=4096, description="cutout side (px)")
     crop_factor: float = Field(2.0, gt=0, description="cutout half-width in source radii")
@@ -47,9 +53,9 @@ class SourceParams(BaseModel):
         return self
 
     def blob_params(self) -> BlobParams:
-        """The detector's parameters."""
+        """The blob detector's parameters (methods ``log`` and ``doh``)."""
         return BlobParams(
-            method=self.method,
+            method="doh" if self.method == "doh" else "log",
             min_sigma=self.min_sigma,
             max_sigma=self.max_sigma,
             num_sigma=self.num_sigma,

@@ -36,7 +36,7 @@ def test_sources_equal_whole_image_detection(
 ) -> None:
     store = RunStore(str(tmp_path / "run"))
     ingest_mosaic(RunContext(store, client), MosaicParams(source=str(field), tile=tile))
-    params = SourceParams(cutout_size=24, cutouts_per_chunk=50)
+    params = SourceParams(method="log", cutout_size=24, cutouts_per_chunk=50)
     counts = detect_sources(RunContext(store, client), params)
     sources = read_table(store, "sources")
     whole = detect_blobs(np.asarray(fits.getdata(field)), "log", threshold=0.05, max_sigma=15)
