@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.imaging.spec import BlobParams, ExtractParams
 
-__all__ = ["SOURCE_CUTOUTS", "SOURCE_CUTOUT_DIMS", "SourceParams"]
+__all__ = ["SOURCE_CUTOUTS", "SOURCE_CUTOUT_DIMS", "MatchParams", "SourceParams"]
 
 #: The array of aligned source cutouts ``detect_sources`` writes (as ``preprocess`` does for
 #: galaxies, so a mosaic's sources flow into the same feature stages).
@@ -63,3 +63,21 @@ class SourceParams(BaseModel):
             overlap=self.overlap,
             log_scale=self.log_scale,
         )
+
+
+class MatchParams(BaseModel):
+    """Parameters of ``match_sources``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reference: str | None = Field(
+        None,
+        description="reference catalog (CSV or FITS table with ra/dec, x/y or "
+        "X_IMAGE/Y_IMAGE); None: the `<stem>_truth.csv` `pipeline synth mosaic` wrote beside "
+        "the mosaic",
+    )
+    radius: float = Field(2.0, gt=0, description="match radius in pixels")
+    radius_arcsec: float | None = Field(
+        None, gt=0, description="match radius on the sky; None: `radius` x the pixel scale"
+    )
+    bin_width: float = Field(0.5, gt=0, description="magnitude bin width (mag)")

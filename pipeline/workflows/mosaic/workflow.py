@@ -4,21 +4,30 @@ from __future__ import annotations
 
 from pipeline.core.registry import ReportSection, StageDef, Workflow
 from pipeline.workflows.mosaic import tables
-from pipeline.workflows.mosaic.spec import SourceParams
+from pipeline.workflows.mosaic.spec import MatchParams, SourceParams
 
 __all__ = ["WORKFLOW"]
 
 WORKFLOW = Workflow(
     name="mosaic",
-    summary="survey mosaics: sources detected tile by tile, and their cutouts",
+    summary="survey mosaics: Source Extractor catalogs tile by tile, cross-matches, cutouts",
     stages=(
         StageDef(
             "detect_sources",
             SourceParams,
             "pipeline.workflows.mosaic.sources:detect_sources",
-            "blob detection over the mosaic's tiles (equal to whole-image detection) -> "
-            "sources table + aligned cutouts",
+            "SEP (Source Extractor) over the mosaic's tiles with a shared background, or "
+            "blob detection (log, doh); equal to the whole image -> sources table (Parquet "
+            "and FITS) + aligned cutouts",
             writes=("tables/sources.parquet", "store.zarr/cutouts/zarr.json"),
+        ),
+        StageDef(
+            "match_sources",
+            MatchParams,
+            "pipeline.workflows.mosaic.matching:match_sources",
+            "cross-match the catalog with a reference (or the generator's truth) -> "
+            "completeness and purity per magnitude",
+            writes=("tables/source_matches.parquet",),
         ),
     ),
     tables=tables.TABLES,
