@@ -185,6 +185,7 @@ def prepare_array(
     attrs: Mapping[str, Any] | None = None,
     redo: bool = False,
     grow: bool = False,
+    compress: bool = True,
 ) -> set[int]:
     """Create ``store.zarr/<name>`` for ``config`` (or keep it) and return the chunks done.
 
@@ -212,6 +213,9 @@ def prepare_array(
         (the collection grew), keep it and its chunks: only the new items are to do, and
         the chunks' ranges come from :func:`chunk_ranges`. Only for arrays whose item ``i``
         depends on input item ``i`` alone.
+    compress : bool
+        Zstandard-compress the chunks (the default); off for data that barely compresses
+        and is read often.
 
     Returns
     -------
@@ -267,7 +271,8 @@ def prepare_array(
         },
     )
     ds[name].attrs.update(dict(attrs or {}))
-    encoding = {name: {"chunks": tuple(chunks), "compressors": [ZstdCodec(level=1)]}}
+    compressors = [ZstdCodec(level=1)] if compress else None
+    encoding = {name: {"chunks": tuple(chunks), "compressors": compressors}}
     store.write_template(ds, encoding, mode="a")
     store.record_task(task, key, config=dict(config), growth=growth, length=int(shape[0]))
     log.info("%s: created %s %s in chunks of %s", task, name, tuple(shape), tuple(chunks))

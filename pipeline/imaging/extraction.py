@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -59,6 +60,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_SEP_LOCK = threading.Lock()
 
 #: Source Extractor's ``FLAGS`` bits.
 FLAG_NEIGHBOURS = 1  # masked or blank pixels inside the Kron aperture
@@ -130,22 +133,25 @@ def _detect(
     # window: ask for no more than the window could need, and grow it if SEP says it is full.
     stack = min(params.pixstack, sub.size + 1)
     while True:
-        sep.set_extract_pixstack(stack)
         try:
-            objs, seg = sep.extract(
-                sub,
-                params.thresh,
-                err=rms,
-                mask=mask,
-                minarea=params.minarea,
-                filter_kernel=kernel,
-                filter_type=params.filter_type,
-                deblend_nthresh=params.deblend_nthresh,
-                deblend_cont=params.deblend_cont,
-                clean=params.clean,
-                clean_param=params.clean_param,
-                segmentation_map=True,
-            )
+            # The pixel stack's size is global to the process: set and use it under one
+            # lock (SEP holds the GIL while it extracts, so threads lose nothing by it).
+            with _SEP_LOCK:
+                sep.set_extract_pixstack(stack)
+                objs, seg = sep.extract(
+                    sub,
+                    params.thresh,
+                    err=rms,
+                    mask=mask,
+                    minarea=params.minarea,
+                    filter_kernel=kernel,
+                    filter_type=params.filter_type,
+                    deblend_nthresh=params.deblend_nthresh,
+                    deblend_cont=params.deblend_cont,
+                    clean=params.clean,
+                    clean_param=params.clean_param,
+                    segmentation_map=True,
+                )
         except Exception as exc:  # SEP raises a bare Exception
             if "pixel buffer full" not in str(exc) or stack > sub.size:
                 raise
@@ -194,7 +200,7 @@ def _photometry(
 
     out: dict[str, npt.NDArray[Any]] = {}
     if not x.size:
-        names = ["kron_radius", "r_auto", "flux_auto", "fluxerr_auto", "flux_radius", "reach"]
+        names = ["kron_radius", "flux_auto", "fluxerr_auto", "flux_radius", "reach"]
         names += [c for d in params.phot_apertures for c in aperture_columns(d)]
         out = {n: np.empty(0) for n in names}
         out["aper_flags"] = np.empty(0, dtype=np.int64)
@@ -206,7 +212,9 @@ def _photometry(
     flux, ferr, aflag = sep.sum_ellipse(
         sub, x, y, a, b, theta, r_auto, err=rms, gain=params.gain, **kw
     )
-    out.update(kron_radius=kr, r_auto=r_auto, flux_auto=flux, fluxerr_auto=ferr)
+    # Source Extractor's KRON_RADIUS is the aperture's: kron_fact x the first moment, at least
+    # min_radius (in units of a and b).
+    out.update(kron_radius=r_auto, flux_auto=flux, fluxerr_auto=ferr)
     flags = np.asarray(aflag | kflag, dtype=np.int64)
     for d in params.phot_apertures:
         f, fe, fl = sep.sum_circle(sub, x, y, d / 2.0, err=rms, gain=params.gain, **kw)
@@ -330,7 +338,7 @@ def extract_tile(
         cols[key] = cols[key] + region[2]
     for key in ("y", "ymin", "ymax"):
         cols[key] = cols[key] + region[0]
-    for key in ("reach", "r_auto", "aper_flags"):
+    for key in ("reach", "aper_flags"):
         cols.pop(key, None)
     return pd.DataFrame(cols), {"halo": halo, "remeasured": remeasured}
 

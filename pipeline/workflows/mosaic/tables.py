@@ -36,7 +36,11 @@ _SEP: dict[str, tuple[str, str]] = {
     "fluxerr_auto": ("its error from the background RMS (and the gain) [FLUXERR_AUTO]", "adu"),
     "mag_auto": ("mag_zeropoint - 2.5 log10(flux_auto) [MAG_AUTO]", "mag"),
     "magerr_auto": ("its error [MAGERR_AUTO]", "mag"),
-    "kron_radius": ("Kron radius in units of a and b [KRON_RADIUS]", ""),
+    "kron_radius": (
+        "the Kron aperture in units of a and b: kron_fact x the first-moment "
+        "radius, at least min_radius; flux_auto sums that ellipse [KRON_RADIUS]",
+        "",
+    ),
     "flux_radius": ("half-light radius of flux_auto [FLUX_RADIUS]", "pix"),
     "peak": ("brightest pixel above the background [FLUX_MAX]", "adu"),
     "thresh": ("detection threshold at the object (image units)", "adu"),
@@ -85,7 +89,9 @@ TABLES: tuple[TableSchema, ...] = (
     TableSchema(
         name="source_matches",
         description="The sources cross-matched with a reference catalog (stage "
-        "`match_sources`): completeness and purity per magnitude bin.",
+        "`match_sources`): completeness and purity per magnitude bin. The bins span both "
+        "catalogs' magnitudes: completeness counts reference sources by their magnitude, "
+        "purity counts sources by mag_auto (a truth table's magnitude is -2.5 log10 peak).",
         columns={
             "mag_lo": "bin's lower edge (mag)",
             "mag_hi": "bin's upper edge (mag)",
