@@ -291,6 +291,12 @@ class SkyMesh:
     global_rms: float
     n_filled: int
 
+    def __post_init__(self) -> None:
+        # Both maps at once, and their y second derivatives once per mesh (not per window).
+        nodes = np.stack([self.back, self.sigma]).astype(F32)
+        object.__setattr__(self, "_nodes", nodes)
+        object.__setattr__(self, "_dnodes", _second_derivatives(nodes.transpose(1, 0, 2)))
+
     def region(self, r0: int, r1: int, c0: int, c1: int) -> tuple[Float32Array, Float32Array]:
         """Background and RMS maps of rows ``[r0, r1)`` and columns ``[c0, c1)``.
 
@@ -299,10 +305,13 @@ class SkyMesh:
         tuple of numpy.ndarray of float32, each shape (r1 - r0, c1 - c0)
             Equal to ``sep.Background(image).back()[r0:r1, c0:c1]`` and ``.rms()[...]``.
         """
-        return self._map(self.back, r0, r1, c0, c1), self._map(self.sigma, r0, r1, c0, c1)
+        both = self._maps(r0, r1, c0, c1)
+        return both[0], both[1]
 
-    def _map(self, values: Float32Array, r0: int, r1: int, c0: int, c1: int) -> Float32Array:
-        nby, nbx = values.shape
+    def _maps(self, r0: int, r1: int, c0: int, c1: int) -> Float32Array:
+        """Both maps, shape (2, r1 - r0, c1 - c0): SEP's ``bkg_line_flt_internal`` per row."""
+        values: Float32Array = self._nodes  # type: ignore[attr-defined]
+        nby, nbx = values.shape[1:]
         rows = np.arange(r0, r1)
         if nby > 1:
             # SEP: dy = (float)y / bh - 0.5; the node row below, extrapolated at both ends.
@@ -314,41 +323,42 @@ class SkyMesh:
             yl[low] = 0
             dy[high] += F32(1.0)
             yl[high] = nby - 2
-            dvalues = _second_derivatives(values)
-            cdy = F32(1.0) - dy
-            dy3 = dy * dy * dy - dy
+            dvalues = self._dnodes.transpose(1, 0, 2)  # type: ignore[attr-defined]
+            cdy = (F32(1.0) - dy)[None, :, None]
+            dy3 = (dy * dy * dy - dy)[None, :, None]
             cdy3 = cdy * cdy * cdy - cdy
+            dyb = dy[None, :, None]
             node = (
-                cdy[:, None] * values[yl]
-                + dy[:, None] * values[yl + 1]
-                + cdy3[:, None] * dvalues[yl]
-                + dy3[:, None] * dvalues[yl + 1]
+                cdy * values[:, yl]
+                + dyb * values[:, yl + 1]
+                + cdy3 * dvalues[:, yl]
+                + dy3 * dvalues[:, yl + 1]
             )
             # Second derivatives along x, per row, over the whole row of nodes.
-            dnode = _second_derivatives(node.T).T
+            dnode = _second_derivatives(node.transpose(2, 0, 1)).transpose(1, 2, 0)
         else:
             # SEP uses the single row of nodes and its (zero) y derivatives: linear in x.
-            node = np.broadcast_to(values[0], (rows.size, nbx))
+            node = np.broadcast_to(values[:, :1], (2, rows.size, nbx))
             dnode = np.zeros_like(node)
         if nbx < 2:
-            return np.ascontiguousarray(np.broadcast_to(node[:, :1], (rows.size, c1 - c0)))
+            return np.ascontiguousarray(np.broadcast_to(node[:, :, :1], (2, rows.size, c1 - c0)))
         seg, dxs = _x_steps(self.width, self.bw, nbx)
         s, dx = seg[c0:c1], dxs[c0:c1]
         cdx = F32(1.0) - dx
         wlo, whi = cdx * cdx - F32(1.0), dx * dx - F32(1.0)
-        out = np.empty((rows.size, c1 - c0), dtype=F32)
+        out = np.empty((2, rows.size, c1 - c0), dtype=F32)
         tmp = np.empty_like(out)
         # Column runs of one spline segment: broadcasting, not gathering, in SEP's order of
         # operations: cdx * (blo + (cdx^2 - 1) dblo) + dx * (bhi + (dx^2 - 1) dbhi).
         edges = np.flatnonzero(np.diff(s)) + 1
         for a, b in zip(np.r_[0, edges], np.r_[edges, s.size], strict=True):
             k = s[a]
-            o, t = out[:, a:b], tmp[:, a:b]
-            np.multiply(dnode[:, k, None], wlo[None, a:b], out=o)
-            o += node[:, k, None]
-            o *= cdx[None, a:b]
-            np.multiply(dnode[:, k + 1, None], whi[None, a:b], out=t)
-            t += node[:, k + 1, None]
-            t *= dx[None, a:b]
+            o, t = out[:, :, a:b], tmp[:, :, a:b]
+            np.multiply(dnode[:, :, k, None], wlo[None, None, a:b], out=o)
+            o += node[:, :, k, None]
+            o *= cdx[None, None, a:b]
+            np.multiply(dnode[:, :, k + 1, None], whi[None, None, a:b], out=t)
+            t += node[:, :, k + 1, None]
+            t *= dx[None, None, a:b]
             o += t
         return out

@@ -9,20 +9,28 @@ objects, same measurements to float rounding) by these rules:
   threshold that SEP deblends). Pixels closer to the window's edge than the filter kernel's
   half-size are filtered differently from the whole image's, so a parent that comes within
   :meth:`~pipeline.imaging.spec.ExtractParams.kernel_margin` of an edge that is not the
-  image's edge may differ. Objects in the core whose parent does are redone with the halo
-  doubled, up to ``max_halo`` (past it they keep flag 32, "incomplete isophotal data", and a
-  warning is logged). Objects whose centroid lies in the halo are left to the tile that owns
-  them: every pixel belongs to exactly one tile's core, by ``floor(y + 0.5)`` and
-  ``floor(x + 0.5)``.
+  image's edge (a *cut* parent) may differ. When a cut parent reaches into the core (it may
+  hold this tile's sources, which only its whole footprint deblends), the tile is redone
+  with the halo doubled, up to ``max_halo`` (past it, objects keep flag 32, "incomplete
+  isophotal data", and a warning is logged). Objects whose centroid lies in the halo are
+  left to the tile that owns them: every pixel belongs to exactly one tile's core, by
+  ``floor(y + 0.5)`` and ``floor(x + 0.5)``.
+* **Deblending.** SEP hands a deblended parent's pixels to its children at random, from a
+  generator seeded once per call, so a child's pixels depend on every deblend before it.
+  Each deblended parent is therefore extracted again in a window of its own (its footprint
+  grown by the margin): its children then depend on the parent alone, in a tile or in the
+  whole image (:func:`extract_whole` does the same).
+* **Cleaning.** SEP removes a faint object next to a brighter one whose profile covers it,
+  comparing every pair within 10 (a1 + a2). A cut object brighter than a core object within
+  that zone (its ``a`` doubled, as the window holds only part of it) grows the halo too.
+  A bright galaxy wholly outside the window and still within a core object's cleaning zone
+  is not seen; a larger ``halo`` covers it.
 * **Apertures.** Photometry reads pixels out to each object's *reach*: the largest fixed
   aperture radius, 6 a for the Kron radius and the half-light radius, and the Kron ellipse
-  of ``max(kron_fact * kron_radius, min_radius)`` a. Where the reach crosses an edge of the
+  of ``max(kron_fact * first moment, min_radius)`` a. Where the reach crosses an edge of the
   window that is not the image's, the object is measured again in a window around it that
   holds its reach (background-subtracted pixels are the same everywhere: the background is
   global).
-* **Cleaning** compares an object with its neighbours' profiles; the rule holds where an
-  object's cleaning neighbours lie within the window, which the halo ensures for the sources
-  of a survey field (the tests cut bright, extended and deblended sources).
 
 Coordinates are 0-based pixels (numpy's; ``x`` the column), as SEP gives them; Source
 Extractor's ``X_IMAGE``/``Y_IMAGE`` are the same plus one (FITS pixels are 1-based).
@@ -32,6 +40,7 @@ towards +y, i.e. as a FITS viewer shows the image with row 0 at the bottom).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -98,7 +107,8 @@ class Sky(Protocol):
 
 # 2.5 / ln 10: magnitude error per relative flux error.
 _MAG_PER_REL_FLUX = 2.5 / math.log(10.0)
-_KRON_EXTENT = 6.0  # SEP's and Source Extractor's ellipse for the Kron radius, in a
+_KRON_EXTENT = 6.0
+_CLEAN_ZONE = 10.0  # SEP's CLEAN_ZONE: pairs farther than 10 (a1 + a2) are never cleaned  # SEP's and Source Extractor's ellipse for the Kron radius, in a
 _HALF_LIGHT = 0.5
 
 
@@ -123,7 +133,7 @@ def magnitudes(
 def _detect(
     sub: npt.NDArray[np.float32],
     rms: npt.NDArray[np.float32],
-    mask: npt.NDArray[np.bool_],
+    mask: npt.NDArray[np.bool_] | None,
     params: ExtractParams,
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.int32]]:
     import sep
@@ -187,7 +197,7 @@ def _reach(
 def _photometry(
     sub: npt.NDArray[np.float32],
     rms: npt.NDArray[np.float32],
-    mask: npt.NDArray[np.bool_],
+    mask: npt.NDArray[np.bool_] | None,
     x: npt.NDArray[np.float64],
     y: npt.NDArray[np.float64],
     a: npt.NDArray[np.float64],
@@ -200,8 +210,9 @@ def _photometry(
 
     out: dict[str, npt.NDArray[Any]] = {}
     if not x.size:
-        names = ["kron_radius", "flux_auto", "fluxerr_auto", "flux_radius", "reach"]
+        names = ["kron_radius", "flux_auto", "fluxerr_auto"]
         names += [c for d in params.phot_apertures for c in aperture_columns(d)]
+        names += ["flux_radius", "reach"]
         out = {n: np.empty(0) for n in names}
         out["aper_flags"] = np.empty(0, dtype=np.int64)
         return out
@@ -260,12 +271,15 @@ def _inside(box: Box, region: Box, shape: tuple[int, int]) -> bool:
 
 
 def _prepare(read: Reader, sky: Sky, box: Box) -> tuple[Any, Any, Any, Any, Any]:
-    """Raw pixels, background-subtracted pixels, background, RMS and mask of ``box``."""
+    """Raw pixels, background-subtracted pixels, background, RMS and mask of ``box`` (the
+    mask None where every pixel is valid: SEP is faster without one)."""
     raw = np.asarray(read(*box), dtype=np.float32)
-    mask = ~valid_pixels(raw, None)
     back, rms = sky.region(*box)
-    sub = np.where(mask, np.float32(0.0), raw - back).astype(np.float32, copy=False)
-    return raw, sub, back, rms, mask
+    blank = ~np.isfinite(raw)
+    if blank.any():
+        sub = np.where(blank, np.float32(0.0), raw - back).astype(np.float32, copy=False)
+        return raw, sub, back, rms, blank
+    return raw, np.subtract(raw, back, dtype=np.float32), back, rms, None
 
 
 def extract_tile(
@@ -307,18 +321,30 @@ def extract_tile(
     while True:
         region = (max(0, r0c - halo), min(h, r1c + halo), max(0, c0c - halo), min(w, c1c + halo))
         raw, sub, back, rms, mask = _prepare(read, sky, region)
-        found = _Found.detect(raw, sub, rms, mask, params)
+        found = _Found.detect(raw, sub, rms, mask, params, saturation is not None)
         edges = (region[0] > 0, region[1] < h, region[2] > 0, region[3] < w)
         band = _open_band(sub.shape, edges, margin)
-        cut_labels = np.unique(found.parents[band & (found.seg > 0)])
-        found.cut = np.isin(found.parent, cut_labels[cut_labels > 0])
-        owned = _owned(found.objs, region, core, slack=0.0)
+        into_core = False
+        if found.seg[band].any():
+            cut_labels = np.unique(found.parents[band & (found.seg > 0)])
+            cut_labels = cut_labels[cut_labels > 0]
+            found.cut = np.isin(found.parent, cut_labels)
+            # A cut parent that reaches into the core may hold sources of this tile that
+            # only its whole footprint deblends (a star on a galaxy's cut-off tail).
+            inner = found.parents[
+                r0c - region[0] : r1c - region[0], c0c - region[2] : c1c - region[2]
+            ]
+            into_core = bool(np.isin(inner, cut_labels).any())
+            if not into_core and params.clean:
+                into_core = _may_clean(found, _owned(found.objs, region, core, slack=0.0))
         whole_image = region == (0, h, 0, w)
-        if not found.cut[owned].any() or halo >= params.max_halo or whole_image:
+        if not into_core or halo >= params.max_halo or whole_image:
             break
         halo = min(params.max_halo, 2 * halo)
         log.debug("tile %s: an object reaches the halo's edge; halo raised to %d px", core, halo)
-    found = found.canonical_deblends(raw, sub, rms, mask, params, region, core, margin)
+    found = found.canonical_deblends(
+        raw, sub, rms, mask, params, region, core, margin, saturation is not None
+    )
     owned = _owned(found.objs, region, core, slack=0.0)
     cut = found.cut[owned]
     if cut.any():
@@ -372,7 +398,9 @@ def _footprint(
     while True:
         r0, r1, c0, c1 = _grow(start, pad, shape)
         win = (slice(r0, r1), slice(c0, c1))
-        sub, rms, mask = (np.ascontiguousarray(x[win]) for x in arrays[1:])
+        sub = np.ascontiguousarray(arrays[1][win])
+        rms = np.ascontiguousarray(arrays[2][win])
+        mask = None if arrays[3] is None else np.ascontiguousarray(arrays[3][win])
         _, seg = _detect(sub, rms, mask, whole)
         members = np.unique(seg[seed[win] & (seg > 0)])
         local = np.isin(seg, members[members > 0])
@@ -404,6 +432,24 @@ def _segment_max(values: npt.NDArray[Any], seg: npt.NDArray[np.int32], n: int) -
     return out
 
 
+def _may_clean(found: _Found, owned: npt.NDArray[np.intp]) -> bool:
+    """Whether a cut object could clean (remove) one of ``owned``, as SEP's cleaning compares
+    every pair within ``CLEAN_ZONE (a1 + a2)`` and lets the brighter eat the fainter.
+
+    A cut object's ``a`` is measured on what the window holds of it: doubled here, so a
+    large galaxy cut by the window counts with about its whole size.
+    """
+    cut = np.flatnonzero(found.cut)
+    if not cut.size or not owned.size:
+        return False
+    o, n = found.objs[owned], found.objs[cut]
+    dx = o["x"][:, None] - n["x"][None, :]
+    dy = o["y"][:, None] - n["y"][None, :]
+    reach = _CLEAN_ZONE * (o["a"][:, None] + 2.0 * n["a"][None, :])
+    brighter = n["cflux"][None, :] > o["cflux"][:, None]
+    return bool((brighter & (dx * dx + dy * dy <= reach * reach)).any())
+
+
 def _owned(objs: npt.NDArray[Any], region: Box, core: Box, *, slack: float) -> Any:
     """Indices of the objects whose centroid pixel lies in ``core`` (grown by ``slack``)."""
     ry = np.floor(objs["y"] + region[0] + 0.5)
@@ -422,19 +468,35 @@ class _Found:
         seg: npt.NDArray[np.int32],
         raw_max: npt.NDArray[np.float64],
     ) -> None:
-        from scipy import ndimage
-
         self.objs, self.seg, self.raw_max = objs, seg, raw_max
-        # Parents: 8-connected groups of segment pixels (a deblended parent's pixels all go
-        # to its children, so its children's segments touch).
-        self.parents, _ = ndimage.label(seg > 0, structure=np.ones((3, 3), dtype=bool))
-        self.parent = _segment_max(self.parents, seg, len(objs)).astype(np.int64)
         self.cut = np.zeros(len(objs), dtype=bool)
 
+    @functools.cached_property
+    def parents(self) -> npt.NDArray[np.int32]:
+        """Parent labels: 8-connected groups of segment pixels (a deblended parent's pixels
+        all go to its children, so its children's segments touch). Computed when needed."""
+        from scipy import ndimage
+
+        labels, _ = ndimage.label(self.seg > 0, structure=np.ones((3, 3), dtype=bool))
+        return np.asarray(labels, dtype=np.int32)
+
+    @functools.cached_property
+    def parent(self) -> npt.NDArray[np.int64]:
+        """Each object's parent label."""
+        return np.asarray(_segment_max(self.parents, self.seg, len(self.objs)), dtype=np.int64)
+
     @classmethod
-    def detect(cls, raw: Any, sub: Any, rms: Any, mask: Any, params: ExtractParams) -> _Found:
+    def detect(
+        cls, raw: Any, sub: Any, rms: Any, mask: Any, params: ExtractParams, peaks: bool
+    ) -> _Found:
+        """SEP on one window; with ``peaks``, each object's brightest raw pixel too."""
         objs, seg = _detect(sub, rms, mask, params)
-        return cls(objs, seg, _segment_max(np.where(mask, -np.inf, raw), seg, len(objs)))
+        if peaks:
+            pixels = raw if mask is None else np.where(mask, -np.inf, raw)
+            top = _segment_max(pixels, seg, len(objs))
+        else:
+            top = np.full(len(objs), np.nan)
+        return cls(objs, seg, top)
 
     def canonical_deblends(
         self,
@@ -446,6 +508,7 @@ class _Found:
         region: Box,
         core: Box,
         margin: int,
+        peaks: bool,
     ) -> _Found:
         """Each deblended parent near ``core`` extracted again in a window of its own.
 
@@ -461,6 +524,8 @@ class _Found:
         merged = (self.objs["flag"] & sep.OBJ_MERGED) > 0
         near = np.zeros(len(self.objs), dtype=bool)
         near[_owned(self.objs, region, core, slack=margin + 2.0)] = True
+        if not (merged & near).any():
+            return self
         labels = np.unique(self.parent[merged & near])
         if not labels.size:
             return self
@@ -474,8 +539,8 @@ class _Found:
             footprint, box = _footprint(arrays, self.parents == label, rows, cols, whole, margin)
             r0, r1, c0, c1 = _grow(box, margin, sub.shape)
             win = (slice(r0, r1), slice(c0, c1))
-            crop = [np.ascontiguousarray(x[win]) for x in arrays]
-            alone = _Found.detect(crop[0], crop[1], crop[2], crop[3], params)
+            crop = [None if x is None else np.ascontiguousarray(x[win]) for x in arrays]
+            alone = _Found.detect(crop[0], crop[1], crop[2], crop[3], params, peaks)
             kids = np.unique(alone.seg[footprint[win] & (alone.seg > 0)]) - 1
             o = alone.objs[kids].copy()
             for key in ("x", "xmin", "xmax"):
