@@ -107,8 +107,8 @@ class Sky(Protocol):
 
 # 2.5 / ln 10: magnitude error per relative flux error.
 _MAG_PER_REL_FLUX = 2.5 / math.log(10.0)
-_KRON_EXTENT = 6.0
-_CLEAN_ZONE = 10.0  # SEP's CLEAN_ZONE: pairs farther than 10 (a1 + a2) are never cleaned  # SEP's and Source Extractor's ellipse for the Kron radius, in a
+_KRON_EXTENT = 6.0  # SEP's and Source Extractor's ellipse for the Kron radius, in a
+_CLEAN_ZONE = 10.0  # SEP's CLEAN_ZONE: pairs farther than 10 (a1 + a2) are never cleaned
 _HALF_LIGHT = 0.5
 
 
