@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/plate_growth.py
 	$(BIN)/python benchmarks/efficacy.py
 	$(BIN)/python benchmarks/segment.py
+	$(BIN)/python benchmarks/sources.py
 
 clean:
 	rm -rf runs data/demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -309,56 +309,12 @@ class SkyMesh:
         return both[0], both[1]
 
     def _maps(self, r0: int, r1: int, c0: int, c1: int) -> Float32Array:
-        """Both maps, shape (2, r1 - r0, c1 - c0): SEP's ``bkg_line_flt_internal`` per row."""
+        """Both maps, shape (2, r1 - r0, c1 - c0): SEP's ``bkg_line_flt_internal`` per row,
+        compiled (:mod:`pipeline.imaging.sky_kernel`)."""
+        from pipeline.imaging.sky_kernel import map_rows
+
         values: Float32Array = self._nodes  # type: ignore[attr-defined]
-        nby, nbx = values.shape[1:]
-        rows = np.arange(r0, r1)
-        if nby > 1:
-            # SEP: dy = (float)y / bh - 0.5; the node row below, extrapolated at both ends.
-            dy = ((rows.astype(F32) / F32(self.bh)).astype(np.float64) - 0.5).astype(F32)
-            yl = np.trunc(dy).astype(np.intp)
-            dy = dy - yl.astype(F32)
-            low, high = yl < 0, yl >= nby - 1
-            dy[low] -= F32(1.0)
-            yl[low] = 0
-            dy[high] += F32(1.0)
-            yl[high] = nby - 2
-            dvalues = self._dnodes.transpose(1, 0, 2)  # type: ignore[attr-defined]
-            cdy = (F32(1.0) - dy)[None, :, None]
-            dy3 = (dy * dy * dy - dy)[None, :, None]
-            cdy3 = cdy * cdy * cdy - cdy
-            dyb = dy[None, :, None]
-            node = (
-                cdy * values[:, yl]
-                + dyb * values[:, yl + 1]
-                + cdy3 * dvalues[:, yl]
-                + dy3 * dvalues[:, yl + 1]
-            )
-            # Second derivatives along x, per row, over the whole row of nodes.
-            dnode = _second_derivatives(node.transpose(2, 0, 1)).transpose(1, 2, 0)
-        else:
-            # SEP uses the single row of nodes and its (zero) y derivatives: linear in x.
-            node = np.broadcast_to(values[:, :1], (2, rows.size, nbx))
-            dnode = np.zeros_like(node)
-        if nbx < 2:
-            return np.ascontiguousarray(np.broadcast_to(node[:, :, :1], (2, rows.size, c1 - c0)))
+        dvalues: Float32Array = self._dnodes.transpose(1, 0, 2)  # type: ignore[attr-defined]
+        nbx = values.shape[2]
         seg, dxs = _x_steps(self.width, self.bw, nbx)
-        s, dx = seg[c0:c1], dxs[c0:c1]
-        cdx = F32(1.0) - dx
-        wlo, whi = cdx * cdx - F32(1.0), dx * dx - F32(1.0)
-        out = np.empty((2, rows.size, c1 - c0), dtype=F32)
-        tmp = np.empty_like(out)
-        # Column runs of one spline segment: broadcasting, not gathering, in SEP's order of
-        # operations: cdx * (blo + (cdx^2 - 1) dblo) + dx * (bhi + (dx^2 - 1) dbhi).
-        edges = np.flatnonzero(np.diff(s)) + 1
-        for a, b in zip(np.r_[0, edges], np.r_[edges, s.size], strict=True):
-            k = s[a]
-            o, t = out[:, :, a:b], tmp[:, :, a:b]
-            np.multiply(dnode[:, :, k, None], wlo[None, None, a:b], out=o)
-            o += node[:, :, k, None]
-            o *= cdx[None, None, a:b]
-            np.multiply(dnode[:, :, k + 1, None], whi[None, None, a:b], out=t)
-            t += node[:, :, k + 1, None]
-            t *= dx[None, None, a:b]
-            o += t
-        return out
+        return map_rows(values, dvalues, (r0, r1), self.bh, seg[c0:c1], dxs[c0:c1])
