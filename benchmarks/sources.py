@@ -12,8 +12,8 @@ store (not timed).
   object;
 - **ours**: both passes of the stage (:func:`pipeline.workflows.mosaic.catalog.extract_catalog`:
   background boxes per tile, the shared mesh, extraction and the same photometry per tile,
-  the rows back) on ``LocalCluster(n_workers=--workers, threads_per_worker=1)`` from the
-  ingested Zarr mosaic, best of ``--repeats``. Its workers' memory limit is set below the
+  the rows back) on the project's local cluster (``--workers`` processes of one thread) from
+  the ingested Zarr mosaic, best of ``--repeats``. Its workers' memory limit is set below the
   largest mosaic's size, so that mosaic only completes if a worker's memory is bounded by the
   tile, not the mosaic; the workers' peak RSS is printed.
 
@@ -30,6 +30,7 @@ path on the first size.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shutil
@@ -40,9 +41,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from _common import Results, open_workdir, version
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from pipeline.core.context import RunContext
+from pipeline.core.runtime import LocalClusterConfig, cluster_client
 from pipeline.core.store import RunStore
 from pipeline.imaging.crossmatch import match_positions, overall_scores
 from pipeline.imaging.spec import ExtractParams
@@ -125,6 +127,7 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192, 16384])
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--halo", type=int, help="the extraction's starting halo (px)")
     ap.add_argument("--log", action="store_true", help="also time the LoG path (slow)")
     ap.add_argument("--quick", action="store_true", help="sizes 2048 and 4096")
     ap.add_argument("--workdir", type=Path)
@@ -134,15 +137,20 @@ def main() -> int:
         args.sizes = [2048, 4096]
     workdir, own = open_workdir(args.workdir, "bench-sources-")
     print(version(MODULES), flush=True)
-    params = ExtractParams()
+    params = ExtractParams() if args.halo is None else ExtractParams(halo=args.halo)
     largest = max(args.sizes) ** 2 * 4
-    # Below the largest mosaic's bytes (and above what a tile and its halo need).
-    limit = int(min(2**31, max(512 * 2**20, 0.6 * largest)))
-    cluster = LocalCluster(
-        n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-        memory_limit=limit, local_directory=str(workdir / "dask-scratch"),
-    )  # fmt: skip
-    client = Client(cluster)
+    # Below the largest mosaic's bytes where it is large (a worker's own libraries take
+    # ~400 MiB, a tile's task ~100 MiB more: the limit must leave that room).
+    limit = int(max(768 * 2**20, 0.9 * largest))
+    # The project's own local cluster (pipeline.core.runtime: its workers' malloc settings).
+    stack = contextlib.ExitStack()
+    config = LocalClusterConfig(
+        workers=args.workers,
+        threads_per_worker=1,
+        memory_limit=f"{limit // 2**20}MiB",
+        dashboard_address=":0",
+    )
+    client = stack.enter_context(cluster_client(config))
     report(
         f"{args.workers} workers x 1 thread, memory limit {limit / 2**20:.0f} MiB each; "
         f"largest mosaic {largest / 2**20:.0f} MiB (float32)"
@@ -192,10 +200,12 @@ def main() -> int:
             f"speed ratio vs SEP single process: {', '.join(f'{r:.2f}' for r in ratios)} "
             f"(target >= 1.5: {RESULTS.target('speed', min(ratios) >= 1.5)})"
         )
-        RESULTS.target("memory", rss < limit / 2**20)
+        if largest > limit:
+            done = RESULTS.target("memory", rss < limit / 2**20)
+            report(f"the {largest / 2**20:.0f} MiB mosaic completed on workers limited to "
+                   f"{limit / 2**20:.0f} MiB: memory {done}")  # fmt: skip
     finally:
-        client.close()
-        cluster.close()
+        stack.close()
         if own and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     RESULTS.summary()

@@ -176,3 +176,58 @@ def test_blob_catalog_is_not_matched(client: Client, tmp_path: Path, field: Path
     assert "sigma" in read_table(store, "sources").columns
     with pytest.raises(StoreError, match="method: sep"):
         match_sources(RunContext(store, client), MatchParams())
+
+
+def _section(store: RunStore) -> str:
+    from pipeline.core.manifest import load_manifest
+    from pipeline.report.context import ReportContext
+    from pipeline.report.figures import plain_text
+    from pipeline.report.spec import ReportParams
+    from pipeline.workflows.mosaic.report import sources_section
+
+    with plain_text():
+        html = sources_section(ReportContext(store, load_manifest(store), ReportParams()))
+    assert html is not None
+    return html
+
+
+def test_report_shows_the_catalog_and_the_matches(
+    client: Client, tmp_path: Path, field: Path
+) -> None:
+    store = _run(client, tmp_path, field, 256)
+    match_sources(RunContext(store, client), MatchParams())
+    html = _section(store)
+    assert "celestial WCS RA---TAN" in html and "tables/sources.fits" in html
+    assert "Completeness and purity" in html and "recall" in html
+    for name in ("mosaic", "magnitudes", "completeness", "background", "deblended"):
+        assert store.exists(f"report/{name}.png"), name
+
+
+def test_report_says_when_there_are_no_sky_coordinates(
+    client: Client, tmp_path: Path, field: Path
+) -> None:
+    path = tmp_path / "nowcs.fits"
+    fits.writeto(path, np.asarray(fits.getdata(field)))  # a bare header
+    store = _run(client, tmp_path, path, 256)
+    assert "no WCS in the FITS header: pixel coordinates only" in _section(store)
+
+
+def test_cutouts_are_centred_and_turned_by_theta(
+    client: Client, tmp_path: Path, field: Path
+) -> None:
+    import xarray as xr
+
+    store = _run(client, tmp_path, field, 256)
+    src = read_table(store, "sources")
+    cuts = xr.open_zarr(store.zarr_url)["cutouts"]
+    assert [str(v) for v in cuts["image_id"].values] == src.image_id.tolist()
+    long = np.flatnonzero((src.elongation > 2.0).to_numpy() & (src["flags"] == 0).to_numpy())
+    assert long.size >= 5
+    yy, xx = np.mgrid[0:24, 0:24] - 11.5
+    for k in long:
+        img = np.clip(np.asarray(cuts[k]) - np.median(cuts[k]), 0, None)
+        w = img / img.sum()
+        cy, cx = (w * yy).sum(), (w * xx).sum()
+        assert abs(cy) < 1.5 and abs(cx) < 1.5  # centred on SEP's centroid
+        # The light's major axis lies along +x: more spread in x than in y.
+        assert (w * (xx - cx) ** 2).sum() > 1.5 * (w * (yy - cy) ** 2).sum()
