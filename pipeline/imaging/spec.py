@@ -108,7 +108,7 @@ class ExtractParams(BaseModel):
         description="magnitude zero point; None: the header's MAGZERO/MAGZPT, else 0 "
         "[MAG_ZEROPOINT]",
     )
-    halo: int = Field(16, ge=4, description="tile halo (px); grown where an object needs it")
+    halo: int = Field(32, ge=4, description="tile halo (px); grown where an object needs it")
     max_halo: int = Field(512, ge=4, description="largest halo a tile may grow to (px)")
     pixstack: int = Field(
         300_000,

