@@ -9,10 +9,11 @@ objects, same measurements to float rounding) by these rules:
   threshold that SEP deblends). Pixels closer to the window's edge than the filter kernel's
   half-size are filtered differently from the whole image's, so a parent that comes within
   :meth:`~pipeline.imaging.spec.ExtractParams.kernel_margin` of an edge that is not the
-  image's edge (a *cut* parent) may differ. When a cut parent reaches into the core (it may
-  hold this tile's sources, which only its whole footprint deblends), the tile is redone
-  with the halo doubled, up to ``max_halo`` (past it, objects keep flag 32, "incomplete
-  isophotal data", and a warning is logged). Objects whose centroid lies in the halo are
+  image's edge (a *cut* parent) may differ. A cut parent that reaches into the core (it may
+  hold this tile's sources, which only its whole footprint deblends) is found whole by
+  reading around it, up to ``max_halo`` beyond (past it, its objects keep flag 32,
+  "incomplete isophotal data", and a warning is logged), and extracted again from that
+  window. Objects whose centroid lies in the halo are
   left to the tile that owns them: every pixel belongs to exactly one tile's core, by
   ``floor(y + 0.5)`` and ``floor(x + 0.5)``.
 * **Deblending.** SEP hands a deblended parent's pixels to its children at random, from a
@@ -22,7 +23,7 @@ objects, same measurements to float rounding) by these rules:
   whole image (:func:`extract_whole` does the same).
 * **Cleaning.** SEP removes a faint object next to a brighter one whose profile covers it,
   comparing every pair within 10 (a1 + a2). A cut object brighter than a core object within
-  that zone (its ``a`` doubled, as the window holds only part of it) grows the halo too.
+  that zone (its ``a`` raised by half, as the window holds only part of it) grows the halo.
   A bright galaxy wholly outside the window and still within a core object's cleaning zone
   is not seen; a larger ``halo`` covers it.
 * **Apertures.** Photometry reads pixels out to each object's *reach*: the largest fixed
@@ -324,27 +325,29 @@ def extract_tile(
         found = _Found.detect(raw, sub, rms, mask, params, saturation is not None)
         edges = (region[0] > 0, region[1] < h, region[2] > 0, region[3] < w)
         band = _open_band(sub.shape, edges, margin)
-        into_core = False
+        into: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        cleaner = False
         if found.seg[band].any():
             cut_labels = np.unique(found.parents[band & (found.seg > 0)])
             cut_labels = cut_labels[cut_labels > 0]
             found.cut = np.isin(found.parent, cut_labels)
             # A cut parent that reaches into the core may hold sources of this tile that
-            # only its whole footprint deblends (a star on a galaxy's cut-off tail).
+            # only its whole footprint deblends (a star on a galaxy's cut-off tail): it is
+            # extracted again from a window that holds it whole (below).
             inner = found.parents[
                 r0c - region[0] : r1c - region[0], c0c - region[2] : c1c - region[2]
             ]
-            into_core = bool(np.isin(inner, cut_labels).any())
-            if not into_core and params.clean:
-                into_core = _may_clean(found, _owned(found.objs, region, core, slack=0.0))
+            into = np.intersect1d(np.unique(inner), cut_labels).astype(np.int64)
+            if params.clean:
+                cleaner = _may_clean(found, _owned(found.objs, region, core, slack=0.0))
         whole_image = region == (0, h, 0, w)
-        if not into_core or halo >= params.max_halo or whole_image:
+        if not cleaner or halo >= params.max_halo or whole_image:
             break
+        # Cleaning compares every pair in the window: the cleaner must be in it whole.
         halo = min(params.max_halo, 2 * halo)
-        log.debug("tile %s: an object reaches the halo's edge; halo raised to %d px", core, halo)
-    found = found.canonical_deblends(
-        raw, sub, rms, mask, params, region, core, margin, saturation is not None
-    )
+        log.debug("tile %s: a cut object may clean a core one; halo raised to %d px", core, halo)
+    pixels = _Pixels(read, sky, region, (raw, sub, rms, mask))
+    found = found.canonical(pixels, params, core, margin, into, band, saturation is not None)
     owned = _owned(found.objs, region, core, slack=0.0)
     cut = found.cut[owned]
     if cut.any():
@@ -380,43 +383,72 @@ def _grow(box: Box, pad: int, shape: tuple[int, ...]) -> Box:
 
 
 def _footprint(
-    arrays: tuple[Any, Any, Any, Any],
-    seed: npt.NDArray[np.bool_],
-    rows: slice,
-    cols: slice,
+    pixels: _Pixels,
+    ys: npt.NDArray[np.intp],
+    xs: npt.NDArray[np.intp],
     whole: ExtractParams,
     margin: int,
-) -> tuple[npt.NDArray[np.bool_], Box]:
-    """The parent's footprint: the pixels above threshold connected to ``seed``, from SEP
-    without deblending or cleaning (no random draws, so the same in every window that holds
-    it), and its bounding box."""
+    params: ExtractParams,
+) -> tuple[Box, npt.NDArray[np.bool_], bool]:
+    """A parent's footprint: the pixels above threshold connected to the seed pixels
+    ``ys, xs`` (image px), from SEP without deblending or cleaning (no random draws, so the
+    same in every window that holds it), read as far as it goes (up to ``max_halo`` beyond
+    the seed).
+
+    Returns
+    -------
+    box : tuple of int
+        The footprint's bounding box grown by ``margin``, within the image (image px).
+    footprint : numpy.ndarray of bool
+        The footprint, in ``box``.
+    whole : bool
+        False if it still reached its window's edge at ``max_halo``.
+    """
     from scipy import ndimage
 
-    shape = arrays[1].shape
+    shape = pixels.shape
+    start: Box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
     pad = margin + 16
-    start: Box = (rows.start, rows.stop, cols.start, cols.stop)
+    first = True
     while True:
-        r0, r1, c0, c1 = _grow(start, pad, shape)
-        win = (slice(r0, r1), slice(c0, c1))
-        sub = np.ascontiguousarray(arrays[1][win])
-        rms = np.ascontiguousarray(arrays[2][win])
-        mask = None if arrays[3] is None else np.ascontiguousarray(arrays[3][win])
+        win = _grow(start, pad, shape)
+        if first:
+            # Within the tile's window first: a parent it holds whole needs no read.
+            r0, r1, c0, c1 = pixels.region
+            win = (max(win[0], r0), min(win[1], r1), max(win[2], c0), min(win[3], c1))
+        _, sub, rms, mask = pixels.window(win)
         _, seg = _detect(sub, rms, mask, whole)
-        members = np.unique(seg[seed[win] & (seg > 0)])
+        members = np.unique(seg[ys - win[0], xs - win[2]])
         local = np.isin(seg, members[members > 0])
         found = ndimage.find_objects(local.astype(np.int8))
-        if not found or found[0] is None:  # nothing above threshold: keep the window
-            box = (r0, r1, c0, c1)
-            inner = True
+        if not found or found[0] is None:  # nothing above threshold here: keep the seed
+            comp = start
         else:
             fr, fc = found[0]
-            box = (fr.start + r0, fr.stop + r0, fc.start + c0, fc.stop + c0)
-            inner = _inside(_grow(box, margin, shape), (r0, r1, c0, c1), shape)
-        if inner or (r0, r1, c0, c1) == (0, shape[0], 0, shape[1]):
-            full = np.zeros(shape, dtype=bool)
-            full[win] = local
-            return full, box
-        pad *= 2
+            comp = (fr.start + win[0], fr.stop + win[0], fc.start + win[2], fc.stop + win[2])
+        box = _grow(comp, margin, shape)
+        complete = _inside(box, win, shape)
+        if complete or pad >= params.max_halo or win == (0, shape[0], 0, shape[1]):
+            # The footprint inside the final window, in ``box``'s coordinates.
+            inner = np.zeros((box[1] - box[0], box[3] - box[2]), dtype=bool)
+            b0, b1 = max(box[0], win[0]), min(box[1], win[1])
+            d0, d1 = max(box[2], win[2]), min(box[3], win[3])
+            inner[b0 - box[0] : b1 - box[0], d0 - box[2] : d1 - box[2]] = local[
+                b0 - win[0] : b1 - win[0], d0 - win[2] : d1 - win[2]
+            ]
+            return (
+                (
+                    max(box[0], win[0]),
+                    min(box[1], win[1]),
+                    max(box[2], win[2]),
+                    min(box[3], win[3]),
+                ),
+                inner[b0 - box[0] : b1 - box[0], d0 - box[2] : d1 - box[2]],
+                complete,
+            )
+        if not first:
+            pad *= 2
+        start, first = comp, False
 
 
 def _segment_max(values: npt.NDArray[Any], seg: npt.NDArray[np.int32], n: int) -> Any:
@@ -436,8 +468,8 @@ def _may_clean(found: _Found, owned: npt.NDArray[np.intp]) -> bool:
     """Whether a cut object could clean (remove) one of ``owned``, as SEP's cleaning compares
     every pair within ``CLEAN_ZONE (a1 + a2)`` and lets the brighter eat the fainter.
 
-    A cut object's ``a`` is measured on what the window holds of it: doubled here, so a
-    large galaxy cut by the window counts with about its whole size.
+    A cut object's ``a`` is measured on what the window holds of it: raised by half here,
+    so a large galaxy cut by the window counts with about its whole size.
     """
     cut = np.flatnonzero(found.cut)
     if not cut.size or not owned.size:
@@ -445,7 +477,7 @@ def _may_clean(found: _Found, owned: npt.NDArray[np.intp]) -> bool:
     o, n = found.objs[owned], found.objs[cut]
     dx = o["x"][:, None] - n["x"][None, :]
     dy = o["y"][:, None] - n["y"][None, :]
-    reach = _CLEAN_ZONE * (o["a"][:, None] + 2.0 * n["a"][None, :])
+    reach = _CLEAN_ZONE * (o["a"][:, None] + 1.5 * n["a"][None, :])
     brighter = n["cflux"][None, :] > o["cflux"][:, None]
     return bool((brighter & (dx * dx + dy * dy <= reach * reach)).any())
 
@@ -498,63 +530,85 @@ class _Found:
             top = np.full(len(objs), np.nan)
         return cls(objs, seg, top)
 
-    def canonical_deblends(
+    def canonical(
         self,
-        raw: Any,
-        sub: Any,
-        rms: Any,
-        mask: Any,
+        pixels: _Pixels,
         params: ExtractParams,
-        region: Box,
         core: Box,
         margin: int,
+        into: npt.NDArray[np.int64],
+        band: npt.NDArray[np.bool_],
         peaks: bool,
     ) -> _Found:
-        """Each deblended parent near ``core`` extracted again in a window of its own.
+        """Deblended parents near ``core``, and cut parents reaching into it, extracted
+        again, each in a window of its own that holds its whole footprint.
 
         SEP hands a deblended parent's pixels to its children at random, from a generator
         seeded once per ``sep.extract`` call, so what a child gets depends on every deblend
-        before it in the window. Extracted alone, in its bounding box grown by ``margin``
-        (a crop of the same background-subtracted pixels whatever the tile), a parent's
-        children depend on the parent only: tiles and the whole image agree.
+        before it in the window. Extracted alone, in its footprint's bounding box grown by
+        ``margin`` (the same background-subtracted pixels whatever the tile), a parent's
+        children depend on the parent only: tiles and the whole image agree. A parent the
+        window cuts is found whole by reading around it (:func:`_footprint`).
         """
         import sep
-        from scipy import ndimage
 
+        region = pixels.region
         merged = (self.objs["flag"] & sep.OBJ_MERGED) > 0
         near = np.zeros(len(self.objs), dtype=bool)
         near[_owned(self.objs, region, core, slack=margin + 2.0)] = True
-        if not (merged & near).any():
-            return self
-        labels = np.unique(self.parent[merged & near])
+        labels = np.union1d(np.unique(self.parent[merged & near]), into)
+        labels = labels[labels > 0]
         if not labels.size:
             return self
-        boxes = ndimage.find_objects(self.parents)
         keep = ~np.isin(self.parent, labels)
         objs, raw_max, cut = [self.objs[keep]], [self.raw_max[keep]], [self.cut[keep]]
         whole = params.model_copy(update={"deblend_cont": 1.0, "clean": False})
-        arrays = (raw, sub, rms, mask)
+        done: set[Box] = set()
         for label in labels:
-            rows, cols = boxes[label - 1]
-            footprint, box = _footprint(arrays, self.parents == label, rows, cols, whole, margin)
-            r0, r1, c0, c1 = _grow(box, margin, sub.shape)
-            win = (slice(r0, r1), slice(c0, c1))
-            crop = [None if x is None else np.ascontiguousarray(x[win]) for x in arrays]
+            mine = self.parents == label
+            seed = mine & ~band
+            ys, xs = np.nonzero(seed if seed.any() else mine)
+            ys, xs = ys + region[0], xs + region[2]
+            box, footprint, whole_box = _footprint(pixels, ys, xs, whole, margin, params)
+            if box in done:  # two pieces of one parent the window split
+                continue
+            done.add(box)
+            crop = pixels.window(box)
             alone = _Found.detect(crop[0], crop[1], crop[2], crop[3], params, peaks)
-            kids = np.unique(alone.seg[footprint[win] & (alone.seg > 0)]) - 1
+            kids = np.unique(alone.seg[footprint & (alone.seg > 0)]) - 1
             o = alone.objs[kids].copy()
             for key in ("x", "xmin", "xmax"):
-                o[key] += c0
+                o[key] += box[2] - region[2]
             for key in ("y", "ymin", "ymax"):
-                o[key] += r0
+                o[key] += box[0] - region[0]
             objs.append(o)
             raw_max.append(alone.raw_max[kids])
-            cut.append(np.full(kids.size, bool(self.cut[self.parent == label].any())))
+            cut.append(np.full(kids.size, not whole_box))
         out = _Found.__new__(_Found)
         out.objs = np.concatenate(objs)
         out.raw_max = np.concatenate(raw_max)
         out.cut = np.concatenate(cut)
         return out
+
+
+class _Pixels:
+    """Windows of the image: crops of the tile's window where they fit in it, else read
+    (and background-subtracted) anew."""
+
+    def __init__(
+        self, read: Reader, sky: Sky, region: Box, arrays: tuple[Any, Any, Any, Any]
+    ) -> None:
+        self.read, self.sky, self.region, self.arrays = read, sky, region, arrays
+        self.shape = (sky.height, sky.width)
+
+    def window(self, box: Box) -> list[Any]:
+        """Raw, background-subtracted, RMS and mask (or None) of ``box`` (image px)."""
+        r0, r1, c0, c1 = self.region
+        if box[0] >= r0 and box[1] <= r1 and box[2] >= c0 and box[3] <= c1:
+            win = (slice(box[0] - r0, box[1] - r0), slice(box[2] - c0, box[3] - c0))
+            return [None if a is None else np.ascontiguousarray(a[win]) for a in self.arrays]
+        raw, sub, _, rms, mask = _prepare(self.read, self.sky, box)
+        return [raw, sub, rms, mask]
 
 
 def _measure(
