@@ -102,16 +102,11 @@ def box_statistics(
             if float(np.count_nonzero(box_good)) < float(n_box * _MIN_GOOD_FRACTION):
                 continue
             box = np.ascontiguousarray(pixels[rows, cols])
-            bkg = sep.Background(
-                box,
-                mask=np.ascontiguousarray(~box_good),
-                bw=box.shape[1],
-                bh=box.shape[0],
-                fw=1,
-                fh=1,
-            )
+            # No mask where every pixel counts: SEP is faster without one, same result.
+            box_mask = None if box_good.all() else np.ascontiguousarray(~box_good)
+            bkg = sep.Background(box, mask=box_mask, bw=box.shape[1], bh=box.shape[0], fw=1, fh=1)
             out[0, j, i] = bkg.globalback
-            # The RMS map of a one-box mesh is the box's RMS (globalrms replaces a zero RMS).
+            # The RMS map of a one-box mesh is the box's RMS (globalrms is 1 where that is 0).
             out[1, j, i] = bkg.rms()[0, 0]
             out[2, j, i] = 1.0
     return out

@@ -16,6 +16,7 @@ rules that make it so.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from typing import Any
@@ -26,6 +27,7 @@ import pandas as pd
 from pipeline.core.chunks import prepare_array, run_chunks
 from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore, config_key
+from pipeline.errors import StoreError
 from pipeline.imaging.background import (
     SkyMesh,
     box_statistics,
@@ -177,6 +179,36 @@ def _write_mesh(store: RunStore, mesh: SkyMesh, params: ExtractParams) -> None:
     arr[:] = np.stack([mesh.back, mesh.sigma])
 
 
+def _mesh_digest(mesh: SkyMesh) -> str:
+    """A digest of the mesh's contents: which mesh a worker's cached copy is."""
+    h = hashlib.sha256(np.ascontiguousarray(mesh.back).tobytes())
+    h.update(np.ascontiguousarray(mesh.sigma).tobytes())
+    h.update(repr((mesh.bw, mesh.bh, mesh.height, mesh.width)).encode())
+    return h.hexdigest()[:16]
+
+
+#: The meshes this worker process read, by store and digest (the last two).
+_SKY_CACHE: dict[tuple[str, str], SkyMesh] = {}
+
+
+def _cached_sky(store: RunStore, digest: str) -> SkyMesh:
+    """The mesh ``digest`` names, read once per worker process (its spline's x steps are
+    cached on it too), not once per tile."""
+    key = (store.url, digest)
+    mesh = _SKY_CACHE.get(key)
+    if mesh is None:
+        mesh = load_sky(store)
+        if _mesh_digest(mesh) != digest:  # rewritten since the client read it
+            raise StoreError(
+                f"{store.url}: the sky mesh changed while the catalog was being extracted; "
+                "run detect_sources again"
+            )
+        while len(_SKY_CACHE) >= 2:
+            _SKY_CACHE.pop(next(iter(_SKY_CACHE)))
+        _SKY_CACHE[key] = mesh
+    return mesh
+
+
 def load_sky(store: RunStore) -> SkyMesh:
     """The filtered background mesh ``detect_sources`` wrote."""
     arr = store.open_array(SKY_MESH, mode="r")
@@ -219,19 +251,16 @@ def extract_chunk(
     params: ExtractParams,
     saturation: float | None,
     zeropoint: float,
+    sky: str,
 ) -> dict[str, Any]:
-    """Extract and measure the sources of one tile; return its rows (one task)."""
-    from pipeline.io.wcs import pixel_to_sky, read_wcs
+    """Extract and measure the sources of one tile; return its columns (one task).
 
-    table, info = extract_tile(_read(store), load_sky(store), core, params, saturation=saturation)
+    ``sky`` is the digest of the shared sky mesh (read once per worker).
+    """
+    mesh = _cached_sky(store, sky)
+    table, info = extract_tile(_read(store), mesh, core, params, saturation=saturation)
     table = _finish(table, params, zeropoint)
     table.insert(0, "tile", tile_name)
-    wcs, _ = read_wcs(mosaic_header(store), source=store.url)
-    if wcs is not None and len(table):
-        ra, dec = pixel_to_sky(wcs, table["x"].to_numpy(), table["y"].to_numpy())
-        table["ra"], table["dec"] = ra, dec
-    else:
-        table["ra"], table["dec"] = np.nan, np.nan
     if info["halo"] > params.halo or info["remeasured"]:
         log.info(
             "tile %s: halo %d px, %d object(s) measured in a window of their own",
@@ -239,7 +268,7 @@ def extract_chunk(
             info["halo"],
             info["remeasured"],
         )
-    return {"rows": table.to_dict("records"), "halo": info["halo"]}
+    return {"columns": table.to_dict("list"), "halo": info["halo"]}
 
 
 def _finish(table: pd.DataFrame, params: ExtractParams, zeropoint: float) -> pd.DataFrame:
@@ -283,7 +312,7 @@ def extract_catalog(
         ``saturation``, ``mag_zeropoint``, ``wcs`` (a sentence: what the coordinates are),
         ``largest_halo`` (px) and the sky's ``global_back``/``global_rms``.
     """
-    from pipeline.io.wcs import pixel_scale_arcsec, read_wcs
+    from pipeline.io.wcs import pixel_scale_arcsec, pixel_to_sky, read_wcs
 
     store = ctx.store
     mesh = _sky(ctx, params, tile)
@@ -310,13 +339,17 @@ def extract_catalog(
             "mosaic": store.task_key(INGEST_TASK),
             "saturation": saturation,
             "zeropoint": zeropoint,
-            "sky": [mesh.global_back, mesh.global_rms, mesh.n_filled],
+            "sky": _mesh_digest(mesh),
+            "marker": "columns",
         }
     )
     if ctx.forced or not store.task_matches(EXTRACT_TASK, key, SKY_MESH):
         store.reset_task(EXTRACT_TASK, [])
         store.record_task(EXTRACT_TASK, key)
-    args = {k: (t, names[k], params, saturation, float(zeropoint)) for k, t in enumerate(tiles)}
+    digest = _mesh_digest(mesh)
+    args = {
+        k: (t, names[k], params, saturation, float(zeropoint), digest) for k, t in enumerate(tiles)
+    }
     markers = run_chunks(
         store,
         ctx.client,
@@ -326,8 +359,13 @@ def extract_catalog(
         label="extract",
         progress=ctx.progress,
     )
-    rows = [row for k in range(len(tiles)) for row in markers[k]["rows"]]
-    table = pd.DataFrame(rows)
+    parts = [pd.DataFrame(markers[k]["columns"]) for k in range(len(tiles))]
+    table = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+    # Sky coordinates for the whole catalog at once (a WCS parsed once, not per tile).
+    if wcs is not None and len(table):
+        table["ra"], table["dec"] = pixel_to_sky(wcs, table["x"].to_numpy(), table["y"].to_numpy())
+    else:
+        table["ra"], table["dec"] = np.nan, np.nan
     info = {
         "saturation": saturation,
         "mag_zeropoint": float(zeropoint),
