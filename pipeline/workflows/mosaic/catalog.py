@@ -331,6 +331,7 @@ def extract_catalog(
     )
     scale = pixel_scale_arcsec(wcs) if wcs is not None else None
     tiles = _tiles(mesh.height, mesh.width, tile)
+    digest = _mesh_digest(mesh)
     n_cols = math.ceil(mesh.width / tile)
     names = [f"r{k // n_cols}c{k % n_cols}" for k in range(len(tiles))]
     key = config_key(
@@ -339,14 +340,13 @@ def extract_catalog(
             "mosaic": store.task_key(INGEST_TASK),
             "saturation": saturation,
             "zeropoint": zeropoint,
-            "sky": _mesh_digest(mesh),
+            "sky": digest,
             "marker": "columns",
         }
     )
     if ctx.forced or not store.task_matches(EXTRACT_TASK, key, SKY_MESH):
         store.reset_task(EXTRACT_TASK, [])
         store.record_task(EXTRACT_TASK, key)
-    digest = _mesh_digest(mesh)
     args = {
         k: (t, names[k], params, saturation, float(zeropoint), digest) for k, t in enumerate(tiles)
     }
