@@ -1,4 +1,5 @@
-"""Where a run computes: an embedded local cluster, or an existing Dask scheduler.
+"""Where a run computes: an embedded local cluster, an existing Dask scheduler, or a Dask
+cluster the Dask operator makes for the run on Kubernetes (:mod:`pipeline.core.kubernetes`).
 
 :func:`cluster_client` is the one way the CLI and the runner get a ``distributed.Client``;
 the choice lives in the job spec's ``cluster`` section (:mod:`pipeline.core.cluster_config`)
@@ -9,17 +10,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import dask
 from distributed import Client, LocalCluster, performance_report
 from distributed.security import Security
 
-from pipeline.core.cluster_config import AddressClusterConfig, ClusterConfig, LocalClusterConfig
+from pipeline.core.cluster_config import (
+    SCHEDULER_ADDRESS_ENV,
+    AddressClusterConfig,
+    ClusterConfig,
+    KubernetesClusterConfig,
+    LocalClusterConfig,
+    check_address,
+)
 from pipeline.errors import ClusterError
 
-__all__ = ["ClusterConfig", "LocalClusterConfig", "cluster_client", "security"]
+__all__ = ["ClusterConfig", "LocalClusterConfig", "cluster_client", "scheduler_address", "security"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +47,33 @@ def _worker_environ() -> dict[str, object]:
     return {"distributed.nanny.pre-spawn-environ": environ}
 
 
+def scheduler_address(
+    config: AddressClusterConfig, environ: Mapping[str, str] | None = None
+) -> str:
+    """The address to connect to: ``config.address``, else ``DASK_SCHEDULER_ADDRESS`` (which
+    the Dask operator sets in a ``DaskJob``'s runner pod).
+
+    Raises
+    ------
+    ClusterError
+        If neither gives one, or the variable's value is not a scheduler address.
+    """
+    if config.address:
+        return config.address
+    env = os.environ if environ is None else environ
+    value = env.get(SCHEDULER_ADDRESS_ENV, "").strip()
+    if not value:
+        raise ClusterError(
+            f"cluster kind 'address' has no address and {SCHEDULER_ADDRESS_ENV} is not set: give "
+            "cluster.address (or --scheduler tcp://host:8786), or run inside a DaskJob, whose "
+            f"runner pod has {SCHEDULER_ADDRESS_ENV}"
+        )
+    try:
+        return check_address(value, SCHEDULER_ADDRESS_ENV)
+    except ValueError as exc:
+        raise ClusterError(f"{exc}; fix the variable or give cluster.address") from None
+
+
 def security(config: AddressClusterConfig) -> Security | None:
     """The TLS security object for a ``tls://`` scheduler, else None.
 
@@ -47,6 +83,11 @@ def security(config: AddressClusterConfig) -> Security | None:
         If a TLS file the config names does not exist here.
     """
     files = config.tls_files
+    if files and not scheduler_address(config).startswith("tls://"):
+        raise ClusterError(
+            f"TLS certificates are given but the scheduler address {scheduler_address(config)} "
+            "is not tls://"
+        )
     for option, path in files.items():
         if not Path(path).is_file():
             raise ClusterError(
@@ -72,19 +113,20 @@ def _connect(config: AddressClusterConfig) -> Client:
         If the scheduler cannot be reached within ``connect_timeout``, or has no worker
         within ``worker_timeout``.
     """
+    address = scheduler_address(config)
     sec = security(config)
     try:
-        client = Client(config.address, security=sec, timeout=config.connect_timeout)
+        client = Client(address, security=sec, timeout=config.connect_timeout)
     except (OSError, TimeoutError) as exc:
         raise ClusterError(
-            f"cannot reach the Dask scheduler at {config.address} within "
+            f"cannot reach the Dask scheduler at {address} within "
             f"{config.connect_timeout:g} s ({type(exc).__name__}); check that it runs and the "
             "address (cluster.address or --scheduler), or raise cluster.connect_timeout"
         ) from None
     if not client.scheduler_info().get("workers"):
         log.warning(
             "the scheduler at %s has no workers; waiting up to %g s for one",
-            config.address,
+            address,
             config.worker_timeout,
         )
         try:
@@ -92,8 +134,8 @@ def _connect(config: AddressClusterConfig) -> Client:
         except (OSError, TimeoutError):
             client.close()
             raise ClusterError(
-                f"the Dask scheduler at {config.address} has no workers after "
-                f"{config.worker_timeout:g} s; start workers (dask worker {config.address}) or "
+                f"the Dask scheduler at {address} has no workers after "
+                f"{config.worker_timeout:g} s; start workers (dask worker {address}) or "
                 "raise cluster.worker_timeout"
             ) from None
     return client
@@ -119,6 +161,10 @@ def cluster_client(
     with contextlib.ExitStack() as stack:
         if isinstance(config, AddressClusterConfig):
             client = stack.enter_context(_connect(config))
+        elif isinstance(config, KubernetesClusterConfig):
+            from pipeline.core.kubernetes import kubernetes_client
+
+            client = stack.enter_context(kubernetes_client(config))
         else:
             kwargs: dict[str, object] = {
                 "processes": config.processes,

@@ -66,7 +66,7 @@ CASES = [
     ("  mode: keep", "  mode: grey", ["input.mode", "'keep', 'gray' or 'rgb'"], 9),
     ("  workers: 2", "  workers: 0", ["cluster.workers", "greater than or equal to 1"], 6),
     ("  workers: 2", "  worker: 2", ["cluster.worker", "did you mean 'workers'"], 6),
-    ("  kind: local", "  kind: address", ["cluster", "kind 'address' needs address"], 4),
+    ("  kind: local", "  kind: kubernetes", ["cluster.image", "Field required"], 4),
     ("  sources: [data/in]", "  sources: []", ["input.sources", "at least 1 item"], 8),
     ("  - stage: report", "  - stage: ingest", ["configured by the `input` section"], 11),
     (

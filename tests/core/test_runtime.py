@@ -28,12 +28,12 @@ from tests.conftest import make_folder
 @pytest.mark.parametrize(
     ("config", "fragment"),
     [
-        ({"kind": "address"}, "needs address"),
         ({"address": "10.0.0.1:8786"}, "must start with tcp:// or tls://"),
         ({"address": "tls://h:1"}, "needs tls_ca_file, tls_cert and tls_key"),
         ({"address": "tcp://h:1", "tls_ca_file": "ca.pem"}, "not tls://"),
         ({"workers": 0}, "greater than or equal to 1"),
-        ({"kind": "kubernetes"}, "does not match any of the expected tags"),
+        ({"kind": "kubernetes"}, "image\n  Field required"),
+        ({"kind": "cloud"}, "does not match any of the expected tags"),
     ],
 )
 def test_bad_cluster_configs_say_what_to_fix(config: dict[str, object], fragment: str) -> None:
