@@ -514,7 +514,7 @@ def _cmd_export_ome_zarr(args: argparse.Namespace) -> int:
 def _cmd_stages(args: argparse.Namespace) -> int:
     import difflib
 
-    from pipeline.core.registry import default_registry
+    from pipeline.core.registry import GROWTH_HELP, default_registry
 
     registry = default_registry()
     if args.stage is None:
@@ -535,6 +535,7 @@ def _cmd_stages(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     stage = found
     print(f"{stage.name} ({stage.workflow}): {stage.summary}")
+    print(f"  on a grown collection: {GROWTH_HELP[stage.growth]}")
     for name, field in stage.params_model.model_fields.items():
         default = (
             "required"

@@ -19,6 +19,7 @@ from pipeline.errors import StoreError
 __all__ = [
     "Manifest",
     "QuarantineEntry",
+    "RunRecord",
     "StageRecord",
     "load_manifest",
     "now_iso",
@@ -79,6 +80,33 @@ class StageRecord(BaseModel):
     error: str | None = None
 
 
+class RunRecord(BaseModel):
+    """One run that did something: when, which steps ran, what it added.
+
+    A run with nothing to do (every step complete, no new input) is not recorded: it leaves
+    the store as it was.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    started: str
+    ended: str | None = None
+    status: Literal["running", "done", "failed"] = "running"
+    ran: list[str] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list)
+    #: Each step's declared behaviour on a grown collection (``StageDef.growth``).
+    growth: dict[str, str] = Field(default_factory=dict)
+    #: What the run added to the store: ``images`` (the collection's growth) and
+    #: ``quarantined`` (files newly set aside).
+    added: dict[str, int] = Field(default_factory=dict)
+    counts: dict[str, dict[str, int | float]] = Field(default_factory=dict)
+    error: str | None = None
+
+
+#: The most runs ``manifest.json`` keeps (a nightly job's last ~16 months).
+MAX_RUNS = 500
+
+
 class Manifest(BaseModel):
     """Everything ``manifest.json`` records."""
 
@@ -90,6 +118,8 @@ class Manifest(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     quarantine: list[QuarantineEntry] = Field(default_factory=list)
     collection: dict[str, Any] | None = None
+    #: The runs that did something, oldest first (at most :data:`MAX_RUNS`).
+    runs: list[RunRecord] = Field(default_factory=list)
 
 
 def now_iso() -> str:

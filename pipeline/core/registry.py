@@ -21,7 +21,7 @@ import importlib.metadata
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
@@ -34,9 +34,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "GROWTH_HELP",
     "INGEST",
     "Counts",
     "EarlierStep",
+    "Growth",
     "JobProblems",
     "Registry",
     "ReportSection",
@@ -110,6 +112,18 @@ def load_object(path: str) -> Any:
 
 
 WritesFn = Callable[[str, Any], tuple[str, ...]]
+
+#: What a stage does when the collection it works on has grown since it ran (new files in
+#: the source folder, a plate added; see ``StageDef.growth``).
+Growth = Literal["new_rows", "refit", "keep", "all"]
+
+#: One line per :data:`Growth` value, for ``pipeline stages`` and the manifest's readers.
+GROWTH_HELP: dict[str, str] = {
+    "new_rows": "processes only the rows added since it ran",
+    "refit": "fits again on all rows (a global model or ranking)",
+    "keep": "keeps the model it trained; --force STEP trains it again",
+    "all": "recomputes everything",
+}
 CheckJobFn = Callable[[Any, Sequence[EarlierStep]], JobProblems]
 
 
@@ -146,6 +160,13 @@ class StageDef:
         ``check_job(params, earlier) -> [(field path, message), ...]``: checks of the step's
         parameters against the steps before it in the job (:class:`EarlierStep`), run when
         the job spec is validated. It must import nothing heavy.
+    growth : {"new_rows", "refit", "keep", "all"}
+        What the stage does when an earlier step of the job ran again because the collection
+        grew (a recurring run on a grown input; :data:`GROWTH_HELP`): ``new_rows``, a
+        per-image stage, processes only the new rows; ``refit``, a global stage (PCA,
+        clustering, rankings), fits again on all of them; ``keep``, a training stage, is not
+        run again (its saved model is applied by the stages after it; ``--force`` retrains);
+        ``all`` (default) recomputes. The runner records it with each run in the manifest.
     workflow : str
         The workflow that declared it (set by the registry).
     """
@@ -158,6 +179,7 @@ class StageDef:
     preflight: str | None = None
     inputs: str | None = None
     check_job: CheckJobFn | None = None
+    growth: Growth = "all"
     workflow: str = ""
 
     def outputs(self, step: str, params: BaseModel) -> tuple[str, ...]:

@@ -4,9 +4,14 @@ A step is skipped when the manifest has a completed record with the same config 
 chains the hashes of the steps before it), the paths the stage writes exist and, for a stage
 that fingerprints its inputs (``StageDef.inputs``), the inputs are the ones it ran on: files
 added to an ingest's folder or a plate added to its index run it again (and every step after
-it), and the stages decide how much of that is new work. ``force`` redoes named steps. A
-failing stage is recorded with its error and stops the run; what earlier stages wrote
-stays, so the next run resumes there.
+it, except a training stage that declares ``growth="keep"``: its saved model is kept and
+applied by the steps after it), and the stages decide how much of that is new work
+(``StageDef.growth``). ``force`` redoes named steps. A failing stage is recorded with its
+error and stops the run; what earlier stages wrote stays, so the next run resumes there.
+
+Each run that does something appends a :class:`~pipeline.core.manifest.RunRecord` to the
+manifest (the steps it ran, what it added); a run with nothing to do, as a nightly job on a
+day without new input, starts no cluster and leaves the store as it was.
 """
 
 from __future__ import annotations
@@ -22,7 +27,15 @@ from pipeline.core.cluster_config import ClusterConfig
 from pipeline.core.context import RunContext
 from pipeline.core.jobs import Job, JobStep
 from pipeline.core.lock import store_lock
-from pipeline.core.manifest import StageRecord, load_manifest, now_iso, save_manifest
+from pipeline.core.manifest import (
+    MAX_RUNS,
+    Manifest,
+    RunRecord,
+    StageRecord,
+    load_manifest,
+    now_iso,
+    save_manifest,
+)
 from pipeline.core.progress import ProgressFn, no_progress
 from pipeline.core.registry import Counts
 from pipeline.core.store import MANIFEST_NAME, STORE_LAYOUT, RunStore
@@ -80,11 +93,18 @@ def pending_steps(job: Job, force: Sequence[str] = ()) -> list[JobStep]:
     """The steps a run of ``job`` would run: forced ones, those not complete (or whose inputs
     changed), and every step after one of those (a later step reads what the earlier ones
     write, e.g. clustering reads the PCA of ``reduce``: rerunning one must refresh the
-    others)."""
+    others), but for complete steps whose stage keeps its trained model on a grown
+    collection (``growth="keep"``) when no step before them is forced."""
     store = RunStore(job.spec.store)
     todo: list[JobStep] = []
+    forced = False
     for s in job.steps:
-        if todo or s.name in force or not _complete(store, s):
+        forced = forced or s.name in force
+        if s.name in force or not _complete(store, s):
+            todo.append(s)
+        elif todo and (forced or s.stage.growth != "keep"):
+            # Complete with this configuration (which chains the earlier steps'), so an
+            # earlier step runs again for new input only: a trained model may stay.
             todo.append(s)
     return todo
 
@@ -222,32 +242,77 @@ def _run_locked(
         preflight = step.stage.load_preflight()
         if preflight is not None:
             preflight(store, step.params)
-    manifest = load_manifest(store)
-    manifest.job = job.spec.model_dump(mode="json")
-    save_manifest(store, manifest)
     summary = RunSummary(store=store.url)
     for step in job.steps:
         if step not in todo:
             log.info("stage %s: complete with this configuration, skipped", step.name)
             summary.skipped.append(step.name)
     if not todo:
+        log.info("nothing to do: every step is complete and no input is new")
         return summary
-    with _client_for(job, client, cluster, performance_report) as c:
-        if on_start is not None:
-            on_start(c)
-        for step in todo:
-            ctx = RunContext(
-                store=store,
-                client=c,
-                step=step.name,
-                upstream=step.upstream,
-                seed=job.spec.seed,
-                forced=step.name in force,
-                progress=progress,
-                log=logging.getLogger(f"pipeline.stage.{step.name}"),
-            )
-            _run_step(ctx, step, funcs[step.name], summary)
+    manifest = load_manifest(store)
+    manifest.job = job.spec.model_dump(mode="json")
+    before = _added_so_far(manifest)
+    run = RunRecord(
+        started=now_iso(),
+        skipped=list(summary.skipped),
+        growth={s.name: s.stage.growth for s in job.steps},
+    )
+    manifest.runs = [*manifest.runs, run][-MAX_RUNS:]
+    save_manifest(store, manifest)
+    try:
+        with _client_for(job, client, cluster, performance_report) as c:
+            if on_start is not None:
+                on_start(c)
+            for step in todo:
+                ctx = RunContext(
+                    store=store,
+                    client=c,
+                    step=step.name,
+                    upstream=step.upstream,
+                    seed=job.spec.seed,
+                    forced=step.name in force,
+                    progress=progress,
+                    log=logging.getLogger(f"pipeline.stage.{step.name}"),
+                )
+                _run_step(ctx, step, funcs[step.name], summary)
+    except BaseException as exc:
+        _end_run(store, summary, before, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    _end_run(store, summary, before, "done", None)
     return summary
+
+
+def _added_so_far(manifest: Manifest) -> tuple[int, set[str]]:
+    """The collection's size and the quarantined files, to tell what a run adds."""
+    images = int((manifest.collection or {}).get("images", 0) or 0)
+    return images, {q.path for q in manifest.quarantine}
+
+
+def _end_run(
+    store: RunStore,
+    summary: RunSummary,
+    before: tuple[int, set[str]],
+    status: str,
+    error: str | None,
+) -> None:
+    manifest = load_manifest(store)  # reload: stages write the manifest too
+    if not manifest.runs:
+        return
+    images, quarantined = _added_so_far(manifest)
+    update = {
+        "ended": now_iso(),
+        "status": status,
+        "error": error,
+        "ran": list(summary.ran),
+        "counts": dict(summary.counts),
+        "added": {
+            "images": max(images - before[0], 0),
+            "quarantined": len(quarantined - before[1]),
+        },
+    }
+    manifest.runs[-1] = manifest.runs[-1].model_copy(update=update)
+    save_manifest(store, manifest)
 
 
 def _run_step(

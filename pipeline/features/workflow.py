@@ -22,6 +22,7 @@ WORKFLOW = Workflow(
             "explained variance, the basis for new data",
             writes=spec.reduce_writes,
             check_job=spec.check_feature_input,
+            growth="refit",
         ),
         StageDef(
             "kmeans",
@@ -30,6 +31,7 @@ WORKFLOW = Workflow(
             "k-means (k-means++ on a sample, Lloyd over chunks) with k from the elbow (kneed)",
             writes=_CLUSTER_TABLES,
             check_job=spec.check_feature_input,
+            growth="refit",
         ),
         StageDef(
             "dbscan",
@@ -38,6 +40,7 @@ WORKFLOW = Workflow(
             "DBSCAN with the eps sweep run in parallel; sample-then-assign above a size",
             writes=_CLUSTER_TABLES,
             check_job=spec.check_feature_input,
+            growth="refit",
         ),
         StageDef(
             "agglomerative",
@@ -46,6 +49,7 @@ WORKFLOW = Workflow(
             "Ward/average agglomerative clustering; sample-then-assign above a size",
             writes=_CLUSTER_TABLES,
             check_job=spec.check_feature_input,
+            growth="refit",
         ),
         StageDef(
             "som",
@@ -55,6 +59,7 @@ WORKFLOW = Workflow(
             "agglomerative clustering of the winners",
             writes=_CLUSTER_TABLES,
             check_job=spec.check_feature_input,
+            growth="refit",
         ),
         StageDef(
             "probe",
@@ -64,6 +69,7 @@ WORKFLOW = Workflow(
             "per class over seeds, against the PCA baseline",
             writes=("tables/probe.parquet",),
             check_job=spec.check_probe_inputs,
+            growth="refit",
         ),
     ),
     tables=tables.TABLES,

@@ -25,6 +25,7 @@ WORKFLOW = Workflow(
             ),
             preflight="pipeline.io.ingest:check_ingest",
             inputs="pipeline.io.ingest:ingest_fingerprint",
+            growth="new_rows",
         ),
         StageDef(
             "ingest_plates",
@@ -40,6 +41,7 @@ WORKFLOW = Workflow(
             ),
             preflight="pipeline.io.plates:check_plates",
             inputs="pipeline.io.plates:plates_fingerprint",
+            growth="new_rows",
         ),
         StageDef(
             "ingest_mosaic",

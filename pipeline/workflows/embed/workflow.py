@@ -19,6 +19,7 @@ WORKFLOW = Workflow(
             "SimCLR training of a ResNet encoder on a store array (on a GPU worker if any); "
             "checkpoints resume; per-epoch loss",
             writes=spec.train_encoder_writes,
+            growth="keep",
         ),
         StageDef(
             "embed",
@@ -38,6 +39,7 @@ WORKFLOW = Workflow(
             "supervised (weak augmentations) on the probe's k-shot splits, scored on its test "
             "rows (one task, on a GPU worker if any)",
             writes=(f"tables/{supervised_spec.SUPERVISED_TABLE}.parquet",),
+            growth="refit",
         ),
     ),
     tables=tables.TABLES,

@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.core.chunks import chunk_bounds, collect_rows, prepare_array, run_chunks, write_block
+from pipeline.core.chunks import (
+    chunk_bounds,
+    chunk_ranges,
+    collect_rows,
+    prepare_array,
+    run_chunks,
+    write_block,
+)
 from pipeline.core.context import RunContext
 from pipeline.core.store import RunStore
 from pipeline.core.tables import write_table
@@ -108,6 +115,7 @@ def build_catalog(ctx: RunContext, params: GalaxyParams) -> dict[str, int]:
     image_ids = [str(v) for v in ds["image_id"].values]
     bounds = chunk_bounds(n, per_chunk)
     size = params.cutout_size
+    # A collection grown by new files keeps its cutouts: only the new images are analysed.
     prepare_array(
         store,
         task=TASK,
@@ -119,14 +127,18 @@ def build_catalog(ctx: RunContext, params: GalaxyParams) -> dict[str, int]:
         config=params.model_dump(mode="json"),
         attrs={"description": "aligned cutouts, float32 in [0, 1]; 0 if none"},
         redo=ctx.forced,
+        grow=True,
     )
-    args = {i: (s, e, image_ids[s:e], params) for i, (s, e) in enumerate(bounds)}
+    done = store.done_markers(TASK)
+    ranges = chunk_ranges(store, TASK, n, per_chunk)
+    args = {i: (s, e, image_ids[s:e], params) for i, (s, e) in enumerate(ranges)}
     run_chunks(store, ctx.client, TASK, preprocess_chunk, args, progress=ctx.progress)
     catalog = pd.DataFrame(collect_rows(store, TASK, len(bounds)), columns=list(CATALOG_COLUMNS))
     write_table(store, "catalog", catalog)
     reasons: Counter[str] = Counter(catalog.loc[catalog.status == "rejected", "reason"])
     counts: dict[str, Any] = {
         "images": n,
+        "analysed": sum(e - s for i, (s, e) in enumerate(ranges) if i not in done),
         "kept": int((catalog.status == "kept").sum()),
         "rejected": int((catalog.status == "rejected").sum()),
     }

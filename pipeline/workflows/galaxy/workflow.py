@@ -19,6 +19,7 @@ WORKFLOW = Workflow(
             "galaxy cutouts: find the central galaxy, reject overlaps, stripes and empty "
             "images, align, cut out -> catalog + cutouts",
             writes=("store.zarr/cutouts/zarr.json", "tables/catalog.parquet"),
+            growth="new_rows",
         ),
     ),
     tables=tables.TABLES,

@@ -21,6 +21,7 @@ WORKFLOW = Workflow(
             "Adam, ReduceLROnPlateau, early stopping, best-validation checkpoint; on a GPU "
             "worker if any); resumes",
             writes=spec.train_writes,
+            growth="keep",
         ),
         StageDef(
             "evaluate_segmentation",

@@ -34,6 +34,7 @@ WORKFLOW = Workflow(
             "find the spheroid and its debris in every image; QC flags (empty well, out of "
             "focus, touches edge, multiple bodies) -> spheroid_masks + spheroid_qc",
             writes=(f"store.zarr/{MASKS}/zarr.json", f"tables/{QC_TABLE}.parquet"),
+            growth="new_rows",
         ),
         StageDef(
             "spheroid_features",
@@ -53,6 +54,7 @@ WORKFLOW = Workflow(
                 f"tables/{PROFILES_TABLE}.parquet",
                 f"tables/{PROFILES_NORMALIZED_TABLE}.parquet",
             ),
+            growth="refit",
         ),
         StageDef(
             "spheroid_crops",
@@ -61,6 +63,7 @@ WORKFLOW = Workflow(
             "a square of fixed physical size centred on every spheroid, for the learned "
             "representation (train_encoder / embed on spheroid_crops) -> spheroid_crops",
             writes=(f"store.zarr/{CROPS}/zarr.json", f"tables/{CROPS_TABLE}.parquet"),
+            growth="new_rows",
         ),
         StageDef(
             "efficacy",
@@ -70,6 +73,7 @@ WORKFLOW = Workflow(
             "wells (method 1), bootstrap intervals, dose-response fits, the morphology "
             "baseline, intact vs exploded with a learned deterioration (method 2) -> efficacy",
             writes=efficacy_writes,
+            growth="refit",
         ),
     ),
     tables=tables.TABLES,
