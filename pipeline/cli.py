@@ -341,7 +341,10 @@ def _cmd_run(args: argparse.Namespace, job: Any) -> int:
         return EXIT_USAGE if isinstance(exc.__cause__, _INPUT_ERRORS) else EXIT_FAILED
     finally:
         bars.close()
-    print(f"Job {job.spec.name!r} complete: {store.url}")
+    if not summary.ran:
+        print(f"Job {job.spec.name!r}: nothing new, every step complete: {store.url}")
+    else:
+        print(f"Job {job.spec.name!r} complete: {store.url}")
     _print_summary(summary)
     if store.exists("report/index.html"):
         print(f"Report: {store.path('report/index.html')}")
