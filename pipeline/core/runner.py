@@ -264,6 +264,9 @@ def _run_locked(
         with _client_for(job, client, cluster, performance_report) as c:
             if on_start is not None:
                 on_start(c)
+            from pipeline.core.metrics import enable_metrics
+
+            enable_metrics(c)
             for step in todo:
                 ctx = RunContext(
                     store=store,
@@ -275,7 +278,7 @@ def _run_locked(
                     progress=progress,
                     log=logging.getLogger(f"pipeline.stage.{step.name}"),
                 )
-                _run_step(ctx, step, funcs[step.name], summary)
+                _run_step(ctx, step, funcs[step.name], summary, job.spec.name)
     except BaseException as exc:
         _end_run(store, summary, before, "failed", f"{type(exc).__name__}: {exc}")
         raise
@@ -320,7 +323,10 @@ def _run_step(
     step: JobStep,
     func: Callable[[RunContext, object], Counts],
     summary: RunSummary,
+    job: str,
 ) -> None:
+    from pipeline.core.metrics import report_stage
+
     # Taken before the stage reads its inputs: what changes while it runs is seen next time.
     inputs = input_fingerprint(step)
     started, t0 = now_iso(), time.perf_counter()
@@ -334,14 +340,20 @@ def _run_step(
     )
     _record(ctx.store, running)
     log.info("stage %s: running", step.name)
+    report_stage(ctx.client, job, step.name, "start")
     try:
         counts = dict(func(ctx, step.params))
-    except Exception as exc:
+    except BaseException as exc:
+        seconds = time.perf_counter() - t0
+        report_stage(ctx.client, job, step.name, "failed", seconds=seconds)
+        if not isinstance(exc, Exception):
+            raise  # an interrupt: the record stays "running", as the next run expects
         error = f"{type(exc).__name__}: {exc}"
-        ended = {"ended": now_iso(), "seconds": time.perf_counter() - t0}
+        ended = {"ended": now_iso(), "seconds": seconds}
         _record(ctx.store, running.model_copy(update={"status": "failed", "error": error, **ended}))
         raise StageError(f"stage {step.name} failed: {error}") from exc
     seconds = time.perf_counter() - t0
+    report_stage(ctx.client, job, step.name, "done", seconds=seconds, counts=counts)
     done = {"status": "done", "ended": now_iso(), "seconds": seconds, "counts": counts}
     _record(ctx.store, running.model_copy(update=done))
     summary.ran.append(step.name)
