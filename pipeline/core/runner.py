@@ -318,6 +318,20 @@ def _end_run(
     save_manifest(store, manifest)
 
 
+@contextlib.contextmanager
+def _stage_span(client: Client | None, job: str, stage: str) -> Iterator[None]:
+    """Tasks the stage submits, tagged with a Dask span ``(job, stage)``: the dashboard's
+    and the scheduler's per-span metrics show which stage they belong to (the chunk tasks'
+    keys also begin with their stage's name)."""
+    if client is None:
+        yield
+        return
+    from distributed import span
+
+    with span(job, stage):
+        yield
+
+
 def _run_step(
     ctx: RunContext,
     step: JobStep,
@@ -342,7 +356,8 @@ def _run_step(
     log.info("stage %s: running", step.name)
     report_stage(ctx.client, job, step.name, "start")
     try:
-        counts = dict(func(ctx, step.params))
+        with _stage_span(ctx.client, job, step.name):
+            counts = dict(func(ctx, step.params))
     except BaseException as exc:
         seconds = time.perf_counter() - t0
         report_stage(ctx.client, job, step.name, "failed", seconds=seconds)

@@ -74,6 +74,12 @@ def test_metrics_show_each_stage_with_dasks_own(cluster: Client, tmp_path: Path)
         _get(metrics, "pipeline_stage_count", count="components", job="night", stage="reduce") == 2
     )
 
+    # The stages' tasks are grouped in Dask spans named after the job and the stage.
+    spans = cluster.run_on_scheduler(
+        lambda dask_scheduler: {s.name for s in dask_scheduler.extensions["spans"].spans.values()}
+    )
+    assert {("night", "ingest"), ("night", "reduce")} <= spans
+
     # A second run on the same scheduler adds up; a failing stage is counted as failed.
     make_folder(tmp_path / "in2", 4, shape=(16, 12))
     bad = JOB.format(name="night", store=tmp_path / "run2", src=tmp_path / "in2").replace(
