@@ -183,6 +183,9 @@ class KubernetesClusterConfig(BaseModel):
         Default: a limit of ``nvidia.com/gpu: "1"``.
     gpu_node_selector, gpu_tolerations
         Where GPU workers may run.
+    fs_group : int, optional
+        The pods' ``fsGroup``: the group that owns the mounted volumes, so that the image's
+        user (10001 in ``deploy/docker``) can write the store there; None: the volumes' own.
     service_type : str
         The scheduler's Service type.
     idle_timeout : int
@@ -214,6 +217,7 @@ class KubernetesClusterConfig(BaseModel):
     )
     gpu_node_selector: dict[str, str] = Field(default_factory=dict)
     gpu_tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    fs_group: int | None = Field(10001, ge=0)
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     idle_timeout: int = Field(0, ge=0)
     resource_timeout: int = Field(300, ge=1)

@@ -61,6 +61,7 @@ def _container(
         "args": args,
         "env": _env(config),
         "ports": [dict(p) for p in ports],
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     if resources.as_dict():
         container["resources"] = resources.as_dict()
@@ -75,7 +76,15 @@ def _container(
 
 
 def _pod(config: KubernetesClusterConfig, container: dict[str, Any]) -> dict[str, Any]:
-    pod: dict[str, Any] = {"containers": [container]}
+    security: dict[str, Any] = {"runAsNonRoot": True}
+    if config.fs_group is not None:
+        security["fsGroup"] = config.fs_group
+    # The pods need no Kubernetes API: no service-account token is mounted.
+    pod: dict[str, Any] = {
+        "containers": [container],
+        "securityContext": security,
+        "automountServiceAccountToken": False,
+    }
     if config.volumes:
         pod["volumes"] = [
             {"name": f"volume-{i}", "persistentVolumeClaim": {"claimName": v.claim}}

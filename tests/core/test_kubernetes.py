@@ -65,6 +65,9 @@ def test_the_cluster_has_a_scheduler_and_cpu_workers_with_the_store_mounted() ->
     env = {e["name"]: e["value"] for e in wc["env"]}
     assert env["MALLOC_TRIM_THRESHOLD_"] == "134217728"
     for pod, container in ((sched_pod, sched), (worker["spec"], wc)):
+        # The image's non-root user can write the store on the volume.
+        assert pod["securityContext"] == {"runAsNonRoot": True, "fsGroup": 10001}
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
         assert pod["volumes"] == [
             {"name": "volume-0", "persistentVolumeClaim": {"claimName": "pipeline-data"}}
         ]
@@ -168,3 +171,15 @@ def test_an_unreachable_api_server_is_a_cluster_error(monkeypatch: pytest.Monkey
     monkeypatch.setattr(dask_kubernetes.operator, "KubeCluster", refuse)
     with pytest.raises(ClusterError, match=r"cannot create DaskCluster 'pipeline-nightly'.*rbac"):
         cluster_client(_config()).__enter__()
+
+
+def test_the_resources_are_valid_for_the_operator() -> None:
+    from tests.deploy import k8s_schemas
+
+    config = _config()
+    for resource in (cluster_resource(config), gpu_worker_group(config)):
+        assert k8s_schemas.errors(resource) == []
+    # The CRD takes quantities only as strings: the spec's numbers were made strings.
+    bad = gpu_worker_group(config)
+    bad["spec"]["worker"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = 1
+    assert k8s_schemas.errors(bad)
