@@ -562,8 +562,13 @@ def test_job_specs(target: str) -> None:
     specs = job_specs(objs, target)
     assert set(specs) == {"pipeline-job", "pipeline-nightly"}
     job, nightly = specs["pipeline-job"].spec, specs["pipeline-nightly"].spec
-    assert [s.name for s in specs["pipeline-job"].steps] == [
-        s.name for s in specs["pipeline-nightly"].steps
+    # The nightly run: a survey folder that grows (ingest only the new files, and so on).
+    assert [s.name for s in specs["pipeline-nightly"].steps] == [
+        "ingest",
+        "preprocess",
+        "reduce",
+        "kmeans",
+        "report",
     ]
     # The DaskJob's runner connects to the operator's DASK_SCHEDULER_ADDRESS.
     assert job.cluster.kind == "address"
@@ -583,8 +588,8 @@ def test_job_specs(target: str) -> None:
             assert spec.store.startswith("s3://")
         assert cluster.env_from_secrets == [SECRET]
     # Inputs are read where every pod sees them.
-    for spec in (job, nightly):
-        source = spec.stages[0].params["source"]
+    sources = [job.stages[0].params["source"], *nightly.input["sources"]]
+    for source in sources:
         assert source.startswith(("/data/inputs/", "s3://")), source
 
 
