@@ -107,6 +107,10 @@ def _worker(
     return {"replicas": replicas, "spec": _pod(config, container)}
 
 
+def _metadata(config: KubernetesClusterConfig, name: str) -> dict[str, Any]:
+    return {"name": name, **({"namespace": config.namespace} if config.namespace else {})}
+
+
 def cluster_resource(config: KubernetesClusterConfig) -> dict[str, Any]:
     """The ``DaskCluster`` resource of ``config``: its scheduler and CPU worker group.
 
@@ -147,13 +151,10 @@ def cluster_resource(config: KubernetesClusterConfig) -> dict[str, Any]:
         config.worker_resources,
         ["--nthreads", str(config.worker_threads)],
     )
-    metadata: dict[str, Any] = {"name": config.name}
-    if config.namespace:
-        metadata["namespace"] = config.namespace
     return {
         "apiVersion": API_VERSION,
         "kind": "DaskCluster",
-        "metadata": metadata,
+        "metadata": _metadata(config, config.name),
         "spec": {
             "idleTimeout": config.idle_timeout,
             "scheduler": {"spec": _pod(config, scheduler), "service": service},
@@ -182,13 +183,10 @@ def gpu_worker_spec(config: KubernetesClusterConfig) -> dict[str, Any]:
 def gpu_worker_group(config: KubernetesClusterConfig) -> dict[str, Any]:
     """The ``DaskWorkerGroup`` resource ``{name}-gpu`` of ``config``'s GPU workers (as
     ``KubeCluster.add_worker_group`` creates it)."""
-    metadata: dict[str, Any] = {"name": f"{config.name}-gpu"}
-    if config.namespace:
-        metadata["namespace"] = config.namespace
     return {
         "apiVersion": API_VERSION,
         "kind": "DaskWorkerGroup",
-        "metadata": metadata,
+        "metadata": _metadata(config, f"{config.name}-gpu"),
         "spec": {"cluster": config.name, "worker": gpu_worker_spec(config)},
     }
 

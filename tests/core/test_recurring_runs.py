@@ -107,10 +107,13 @@ def galaxies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _pod(job: Path, address: str) -> subprocess.CompletedProcess[str]:
-    """``pipeline run JOB`` as the runner pod runs it: the address only in the environment."""
+def _pod(job: Path, address: str | None) -> subprocess.CompletedProcess[str]:
+    """``pipeline run JOB`` as the runner pod runs it: the address only in the environment
+    (None: not even there)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
-    env.update({"DASK_SCHEDULER_ADDRESS": address, "OMP_NUM_THREADS": "1"})
+    env["OMP_NUM_THREADS"] = "1"
+    if address is not None:
+        env["DASK_SCHEDULER_ADDRESS"] = address
     return subprocess.run(
         [PIPELINE, "run", str(job), "--quiet"],
         env=env,
@@ -202,14 +205,6 @@ def test_no_address_anywhere_is_a_clear_error(tmp_path: Path) -> None:
     make = tmp_path / "inbox"
     make.mkdir()
     generate_galaxies(make, count=2, seed=0, size=64)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
-    out = subprocess.run(
-        [PIPELINE, "run", str(job), "--quiet"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = _pod(job, None)
     assert out.returncode == 2
     assert "DASK_SCHEDULER_ADDRESS is not set" in out.stderr and "cluster.address" in out.stderr
