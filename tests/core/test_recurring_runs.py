@@ -115,7 +115,7 @@ def _pod(job: Path, address: str | None) -> subprocess.CompletedProcess[str]:
     if address is not None:
         env["DASK_SCHEDULER_ADDRESS"] = address
     return subprocess.run(
-        [PIPELINE, "run", str(job), "--quiet"],
+        [PIPELINE, "run", str(job)],  # exactly the DaskJob's runner: args [run, JOB]
         env=env,
         capture_output=True,
         text=True,

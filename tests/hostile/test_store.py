@@ -62,7 +62,9 @@ def _hold(store: Path, seconds: float) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True
     )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    assert proc.stdout is not None
+    with proc.stdout:  # it prints nothing more: closed here, not left to the garbage collector
+        assert proc.stdout.readline().strip() == "held"
     return proc
 
 
