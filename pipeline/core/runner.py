@@ -280,7 +280,10 @@ def _run_locked(
                 )
                 _run_step(ctx, step, funcs[step.name], summary, job.spec.name)
     except BaseException as exc:
-        _end_run(store, summary, before, "failed", f"{type(exc).__name__}: {exc}")
+        try:
+            _end_run(store, summary, before, "failed", f"{type(exc).__name__}: {exc}")
+        except Exception as record_error:  # the run's own error is the one to report
+            log.warning("could not record the failed run in the manifest: %s", record_error)
         raise
     _end_run(store, summary, before, "done", None)
     return summary

@@ -230,3 +230,50 @@ def test_a_step_whose_inputs_changed_runs_again(client: Client, tmp_path: Path) 
     data.unlink()
     with pytest.raises(StageError, match=r"input\.txt"):
         run_job(job, client=client)
+
+
+class _EchoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    word: str = "hi"
+
+
+_GROWING = Workflow(
+    name="growing",
+    summary="a file that grows, a model trained on it, the model applied",
+    stages=(
+        *_READER.stages,
+        StageDef("train", _EchoParams, "tests.core.fake_stage_impl:run", "trains", growth="keep"),
+        StageDef("apply", _EchoParams, "tests.core.fake_stage_impl:run", "applies"),
+    ),
+)
+
+
+def test_a_training_step_keeps_its_model_when_only_the_input_grew(
+    client: Client, tmp_path: Path
+) -> None:
+    data = tmp_path / "input.txt"
+    data.write_text("one")
+    spec = {
+        "name": "t",
+        "store": str(tmp_path / "run"),
+        "stages": [
+            {"stage": "read_file", "params": {"path": str(data)}},
+            {"stage": "train"},
+            {"stage": "apply"},
+        ],
+    }
+    job = build_job(spec, registry=Registry((_GROWING,)))
+    assert run_job(job, client=client).ran == ["read_file", "train", "apply"]
+    data.write_text("one two")  # new input: the model stays, the steps after it apply it
+    grown = run_job(job, client=client)
+    assert grown.ran == ["read_file", "apply"] and grown.skipped == ["train"]
+    runs = load_manifest(RunStore(str(tmp_path / "run"))).runs
+    assert [r.ran for r in runs] == [["read_file", "train", "apply"], ["read_file", "apply"]]
+    assert runs[-1].growth == {"read_file": "all", "train": "keep", "apply": "all"}
+    # Forced, or with other parameters upstream of it, it trains again.
+    assert run_job(job, client=client, force=["read_file"]).ran == ["read_file", "train", "apply"]
+    spec["stages"][0]["params"]["path"] = str(tmp_path / "other.txt")
+    (tmp_path / "other.txt").write_text("x")
+    changed = build_job(spec, registry=Registry((_GROWING,)))
+    assert run_job(changed, client=client).ran == ["read_file", "train", "apply"]
