@@ -112,12 +112,13 @@ class _FakeKubeCluster:
     cluster underneath so that a Client can connect."""
 
     made: ClassVar[list[_FakeKubeCluster]] = []
+    workers: ClassVar[int] = 1  # 0: pods that never start (unschedulable, images not pulled)
 
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = kwargs
         self.groups: list[tuple[str, dict[str, Any]]] = []
         self.closed = False
-        self._local = LocalCluster(n_workers=1, processes=False, dashboard_address=":0")
+        self._local = LocalCluster(n_workers=self.workers, processes=False, dashboard_address=":0")
         _FakeKubeCluster.made.append(self)
 
     def __getattr__(self, name: str) -> Any:
@@ -160,6 +161,19 @@ def test_the_cluster_is_deleted_when_the_run_fails(fake_kube: type[_FakeKubeClus
         raise RuntimeError("stage failed")
     (cluster,) = fake_kube.made
     assert cluster.closed and cluster.groups == []
+
+
+def test_no_worker_in_time_is_a_cluster_error_and_the_cluster_is_deleted(
+    fake_kube: type[_FakeKubeCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fake_kube, "workers", 0)
+    with (
+        pytest.raises(ClusterError, match=r"no worker after 1 s; see kubectl describe daskcluster"),
+        cluster_client(_config(gpu_workers=0, worker_timeout=1)),
+    ):
+        pass
+    (cluster,) = fake_kube.made
+    assert cluster.closed
 
 
 def test_an_unreachable_api_server_is_a_cluster_error(monkeypatch: pytest.MonkeyPatch) -> None:

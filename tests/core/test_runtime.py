@@ -184,3 +184,18 @@ def test_a_malloc_threshold_set_in_the_environment_wins(monkeypatch: pytest.Monk
         environ = client.run(lambda: dict(os.environ))
     (worker_env,) = environ.values()
     assert worker_env["MALLOC_TRIM_THRESHOLD_"] == "1048576"
+
+
+def test_an_address_left_out_is_taken_from_the_operators_variable() -> None:
+    from pipeline.core.cluster_config import AddressClusterConfig
+    from pipeline.core.runtime import scheduler_address
+
+    pod = {"DASK_SCHEDULER_ADDRESS": "tcp://pipeline-scheduler.surveys.svc.cluster.local:8786"}
+    assert scheduler_address(AddressClusterConfig(), pod) == pod["DASK_SCHEDULER_ADDRESS"]
+    # One given in the spec wins.
+    given = AddressClusterConfig(address="tcp://10.0.0.5:8786")
+    assert scheduler_address(given, pod) == "tcp://10.0.0.5:8786"
+    with pytest.raises(ClusterError, match=r"DASK_SCHEDULER_ADDRESS is not set.*cluster\.address"):
+        scheduler_address(AddressClusterConfig(), {})
+    with pytest.raises(ClusterError, match=r"DASK_SCHEDULER_ADDRESS 'sched:8786' must start"):
+        scheduler_address(AddressClusterConfig(), {"DASK_SCHEDULER_ADDRESS": "sched:8786"})
