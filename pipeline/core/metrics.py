@@ -86,10 +86,12 @@ class _State:
             if event != "done":
                 return
             self.rows[key] += rows_processed(counts)
-            if stage.startswith("ingest") and "images_written" in counts:
-                self.ingested[job] += int(counts["images_written"])
-            if stage.startswith("ingest") and "quarantined" in counts:
-                self.quarantined[job] = int(counts["quarantined"])
+            # By the stage the step runs (ingest, ingest_plates...), whatever the step's name.
+            if str(msg.get("kind", stage)).startswith("ingest"):
+                if "images_written" in counts:
+                    self.ingested[job] += int(counts["images_written"])
+                if "quarantined" in counts:
+                    self.quarantined[job] = int(counts["quarantined"])
             for name, value in counts.items():
                 if isinstance(value, int | float):
                     self.counts[(job, stage, name)] = float(value)
@@ -228,7 +230,8 @@ def report_stage(client: Client | None, job: str, stage: str, event: str, **fiel
     job, stage : str
     event : {"start", "done", "failed"}
     **fields
-        ``seconds`` and ``counts`` (a mapping of numbers) when it ended.
+        ``kind`` (the stage the step runs, when its name is another), and ``seconds`` and
+        ``counts`` (a mapping of numbers) when it ended.
     """
     if client is None:
         return

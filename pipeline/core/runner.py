@@ -357,13 +357,14 @@ def _run_step(
     )
     _record(ctx.store, running)
     log.info("stage %s: running", step.name)
-    report_stage(ctx.client, job, step.name, "start")
+    kind = step.stage.name
+    report_stage(ctx.client, job, step.name, "start", kind=kind)
     try:
         with _stage_span(ctx.client, job, step.name):
             counts = dict(func(ctx, step.params))
     except BaseException as exc:
         seconds = time.perf_counter() - t0
-        report_stage(ctx.client, job, step.name, "failed", seconds=seconds)
+        report_stage(ctx.client, job, step.name, "failed", kind=kind, seconds=seconds)
         if not isinstance(exc, Exception):
             raise  # an interrupt: the record stays "running", as the next run expects
         error = f"{type(exc).__name__}: {exc}"
@@ -371,7 +372,7 @@ def _run_step(
         _record(ctx.store, running.model_copy(update={"status": "failed", "error": error, **ended}))
         raise StageError(f"stage {step.name} failed: {error}") from exc
     seconds = time.perf_counter() - t0
-    report_stage(ctx.client, job, step.name, "done", seconds=seconds, counts=counts)
+    report_stage(ctx.client, job, step.name, "done", kind=kind, seconds=seconds, counts=counts)
     done = {"status": "done", "ended": now_iso(), "seconds": seconds, "counts": counts}
     _record(ctx.store, running.model_copy(update=done))
     summary.ran.append(step.name)

@@ -114,3 +114,15 @@ def test_the_plugin_travels_to_the_scheduler_without_its_state() -> None:
 )
 def test_rows_processed_prefers_the_rows_done_this_time(counts: dict, rows: int) -> None:
     assert rows_processed(counts) == rows
+
+
+def test_images_ingested_count_by_the_stage_whatever_the_steps_name() -> None:
+    plugin = PipelineMetrics()
+    done = {"event": "done", "seconds": 1.0, "counts": {"images_written": 4, "quarantined": 1}}
+    plugin.log_event(
+        "pipeline.stage", {"job": "j", "stage": "plates_in", "kind": "ingest_plates", **done}
+    )
+    plugin.log_event(
+        "pipeline.stage", {"job": "j", "stage": "ingestion_like", "kind": "reduce", **done}
+    )
+    assert plugin.state.ingested == {"j": 4} and plugin.state.quarantined == {"j": 1}
